@@ -1,0 +1,9 @@
+"""cowdetect's Streamlit app: a router only. Run: streamlit run app.py [-- --data-dir DIR]"""
+
+import streamlit as st
+
+st.set_page_config(page_title="cowdetect", page_icon="🐄", layout="wide")
+pages = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+]
+st.navigation(pages).run()

@@ -1,0 +1,7 @@
+"""``python -m cowdetect``: see :mod:`cowdetect.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,298 @@
+"""The command line: ``python -m cowdetect SUBCOMMAND ...`` (see ``--help``).
+
+Each subcommand is a thin wrapper over the same library calls the app makes. Errors
+(ValueError and friends) are printed to stderr as one line and exit with status 2;
+progress goes to stderr, results to stdout (one JSON object with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+DEFAULT_DATA_DIR = "data"
+
+
+def data_dir_default() -> str:
+    """``$COWDETECT_DATA_DIR`` or ``./data``."""
+    return os.environ.get("COWDETECT_DATA_DIR", DEFAULT_DATA_DIR)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _progress_printer(every: float = 1.0) -> Any:
+    last = [0.0]
+
+    def report(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= every:
+            last[0] = now
+            print(f"{stage}: {done}/{total}", file=sys.stderr, flush=True)
+    return report
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import make_demo
+    from .store import Store
+
+    store = Store(args.data_dir)
+    if args.if_empty and store.counts()["images"]:
+        print(f"{store.data_dir} already holds images; demo data not generated", file=sys.stderr)
+        return 0
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size: expected WIDTHxHEIGHT such as 640x480, got {args.size!r}") from None
+    summary = make_demo(store, args.train, args.val, args.test, args.seed, (width, height),
+                        video=not args.no_video, video_seconds=args.video_seconds,
+                        progress=_progress_printer())
+    summary["data_dir"] = str(store.data_dir)
+    summary["counts"] = store.counts()
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"demo data in {store.data_dir}: {summary['images_added']} images added, "
+              f"{summary['images_present']} already there; {summary['counts']['images']} images in total")
+    return 0
+
+
+def _open_detector(args: argparse.Namespace, store: Any) -> tuple[Any, str, int | None]:
+    """(DetectorBox, label, model id) from --model: a stored version, a checkpoint path,
+    'untrained' or 'coco'; default the newest stored version."""
+    from .detector import DetectorBox
+
+    spec = args.model
+    if spec in (None, "latest"):
+        latest = store.latest_model()
+        if latest is None:
+            raise ValueError("no trained model yet: run `python -m cowdetect train` first, or pass "
+                             "--model untrained / --model coco / --model PATH.pt")
+        return DetectorBox.load(latest.checkpoint, device=args.device), latest.name, latest.id
+    if spec == "untrained":
+        import torch
+        torch.manual_seed(args.seed)
+        return DetectorBox(args.architecture, weights=None, classes=store.classes(), device=args.device), \
+            f"untrained {args.architecture}", None
+    if spec == "coco":
+        return DetectorBox(args.architecture, weights="coco", device=args.device), f"coco {args.architecture}", None
+    if spec.endswith(".pt") and Path(spec).exists():
+        return DetectorBox.load(spec, device=args.device), spec, None
+    record = store.model(spec)
+    return DetectorBox.load(record.checkpoint, device=args.device), record.name, record.id
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .images import load_image
+    from .store import Store
+
+    store = Store(args.data_dir)
+    image = load_image(args.image)
+    box, label, _ = _open_detector(args, store)
+    if args.out:
+        dets, drawn = box.predict(image, visualize=True, score_threshold=args.score_threshold)
+        from PIL import Image
+        Image.fromarray(drawn).save(args.out)
+    else:
+        dets = box.predict(image, score_threshold=args.score_threshold)
+    view = dets.to_detectron2()
+    if args.json:
+        _print_json({"image": args.image, "model": label, **view})
+    else:
+        print(f"{len(dets)} detections by {label} (score >= {args.score_threshold})")
+        for cls, name, b, s in zip(view["pred_classes"], view["class_names"], view["pred_boxes"], view["scores"]):
+            print(f"  {name:>12} (id {cls:2d})  score {s:.3f}  box {b}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import TrainConfig, to_dict
+    from .detector import DetectorBox
+    from .store import Store
+
+    store = Store(args.data_dir)
+    dataset = store.dataset(args.split)
+    dataset.require_nonempty("train")
+    if args.weights in (None, "none"):
+        import torch
+        torch.manual_seed(args.seed)
+        box = DetectorBox(args.architecture, weights=None, classes=dataset.classes, device=args.device)
+        parent = None
+    elif args.weights == "coco":
+        box = DetectorBox(args.architecture, weights="coco", device=args.device)
+        parent = None
+    else:
+        record = store.model(args.weights) if not Path(args.weights).exists() else None
+        box = DetectorBox.load(record.checkpoint if record else args.weights, device=args.device)
+        parent = record.id if record else None
+    config = TrainConfig(iterations=args.iterations, batch_size=args.batch_size,
+                         learning_rate=args.lr, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                         freeze_backbone=args.freeze_backbone)
+    name = store.unique_model_name(args.name or f"{box.architecture.split('_')[1]}-{time.strftime('%Y%m%d-%H%M%S')}")
+    target = store.model_checkpoint_path(name)
+    params = {"architecture": box.architecture, "weights": args.weights or "none", "split": args.split,
+              "images": len(dataset), "boxes": dataset.num_boxes, **to_dict(config)}
+    run_id = store.add_run("train", params, total=args.iterations)
+    print(f"training {box.architecture} on {len(dataset)} images ({dataset.num_boxes} boxes), "
+          f"{args.iterations} iterations on {box.device}; run {run_id}", file=sys.stderr)
+    started = time.monotonic()
+    last = [started]
+
+    def on_iteration(record: dict[str, float]) -> None:
+        it = int(record["iteration"])
+        now = time.monotonic()
+        if it == args.iterations or now - last[0] >= args.log_every:
+            last[0] = now
+            rate = it / max(1e-9, now - started)
+            print(f"iter {it}/{args.iterations}  loss {record['loss']:.4f}  lr {record['lr']:.5f}  "
+                  f"{rate:.2f} it/s  eta {(args.iterations - it) / max(rate, 1e-9):.0f}s",
+                  file=sys.stderr, flush=True)
+            store.update_run(run_id, iteration=it)
+
+    checkpoint_dir = store.inside(Path("runs") / f"run-{run_id}")
+    try:
+        history = box.train(dataset, config=config, callback=on_iteration,
+                            checkpoint_dir=checkpoint_dir if args.checkpoint_every else None)
+    except BaseException as exc:
+        store.update_run(run_id, status="failed", error=str(exc)[:2000],
+                         finished_at=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
+        raise
+    seconds = time.monotonic() - started
+    box.save(target, meta={"run_id": run_id, "iterations": args.iterations, "seconds": seconds})
+    record = store.add_model(name, box.architecture, box.classes, target, parent,
+                             {**params, "seconds": round(seconds, 1), "device": str(box.device),
+                              "final_loss": history[-1]["loss"] if history else None})
+    store.update_run(run_id, status="done", iteration=len(history), model_id=record.id,
+                     history=[{k: round(v, 5) for k, v in h.items()} for h in history[:: max(1, len(history) // 500)]],
+                     finished_at=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
+    summary = {"model": name, "model_id": record.id, "run_id": run_id, "checkpoint": str(target),
+               "iterations": len(history), "seconds": round(seconds, 1),
+               "iterations_per_second": round(len(history) / max(seconds, 1e-9), 3),
+               "final_loss": history[-1]["loss"] if history else None, "device": str(box.device)}
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"saved model {name} ({len(history)} iterations in {seconds:.0f}s) to {target}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    store = Store(args.data_dir)
+    dataset = store.dataset(args.split)
+    if not len(dataset):
+        raise ValueError(f"split {args.split!r} has no labeled images to evaluate on")
+    box, label, model_id = _open_detector(args, store)
+    print(f"evaluating {label} on {len(dataset)} {args.split} images", file=sys.stderr)
+    result = box.evaluate(dataset)
+    metrics = result.as_dict()
+    store.add_result(label, args.split, store.dataset_hash(args.split), metrics, model_id)
+    if args.json:
+        _print_json({"model": label, "split": args.split, **metrics})
+    else:
+        print(f"{label} on {args.split} ({result.num_images} images, {result.num_ground_truth} boxes): "
+              f"mAP {result.map:.4f}  mAP50 {result.map_50:.4f}  mAP75 {result.map_75:.4f}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    store = Store(args.data_dir)
+    rows = [{"id": m.id, "name": m.name, "architecture": m.architecture, "classes": list(m.classes),
+             "parent_id": m.parent_id, "created_at": m.created_at, "checkpoint": str(m.checkpoint)}
+            for m in store.models()]
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows or [{"id": "-", "name": "(no models yet)", "architecture": "", "created_at": ""}]:
+            print(f"{r['id']:>4}  {r['name']:<32} {r['architecture']:<40} {r['created_at']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import DEFAULT_ARCHITECTURE
+    from .models import ARCHITECTURES
+
+    parser = argparse.ArgumentParser(prog="python -m cowdetect", description="Find, fine-tune on and track cows.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--data-dir", default=data_dir_default(),
+                       help="data folder (default $COWDETECT_DATA_DIR or ./data)")
+        p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+        return p
+
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", default=None,
+                       help="stored model name or id, a checkpoint .pt, 'untrained' or 'coco' (default: newest)")
+        p.add_argument("--architecture", default=DEFAULT_ARCHITECTURE, choices=sorted(ARCHITECTURES),
+                       help="for --model untrained / coco")
+        p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+        p.add_argument("--seed", type=int, default=0, help="seed for an untrained model's weights")
+
+    p = add("demo", "generate the embedded demo images, boxes, splits and video")
+    p.add_argument("--train", type=int, default=200)
+    p.add_argument("--val", type=int, default=50)
+    p.add_argument("--test", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", default="640x480", help="image size WIDTHxHEIGHT")
+    p.add_argument("--no-video", action="store_true")
+    p.add_argument("--video-seconds", type=float, default=12.0)
+    p.add_argument("--if-empty", action="store_true", help="do nothing when the data folder already has images")
+    p.set_defaults(func=cmd_demo)
+
+    p = add("predict", "detect cows in an image")
+    p.add_argument("image")
+    model_args(p)
+    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--out", help="also write the image with boxes drawn (PNG/JPEG)")
+    p.set_defaults(func=cmd_predict)
+
+    p = add("train", "fine-tune a detector on the store's labeled images")
+    p.add_argument("--architecture", default=DEFAULT_ARCHITECTURE, choices=sorted(ARCHITECTURES))
+    p.add_argument("--weights", default=None, help="none (default), coco, or a stored model / checkpoint to continue")
+    p.add_argument("--iterations", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--split", default="train")
+    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--freeze-backbone", action="store_true")
+    p.add_argument("--name", help="model version name (default: architecture + time)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=float, default=5.0, help="seconds between progress lines")
+    p.set_defaults(func=cmd_train)
+
+    p = add("evaluate", "mAP of a model on a split")
+    model_args(p)
+    p.add_argument("--split", default="test")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = add("models", "list stored model versions")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input or a failed operation)."""
+    from .engine import TrainingDivergedError
+    from .weights import WeightsUnavailableError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, WeightsUnavailableError, TrainingDivergedError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

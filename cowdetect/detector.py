@@ -1,0 +1,276 @@
+"""DetectorBox: predict / train / evaluate / save / load — a thin facade.
+
+The work happens in plain functions: :mod:`models` builds, :mod:`engine` loops,
+:mod:`metrics` scores, :mod:`draw` draws. This class only holds a model, its class names
+and its device together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence, overload
+
+import numpy as np
+import torch
+
+from . import models
+from .config import DEFAULT_ARCHITECTURE, DetectorConfig, TrainConfig, from_dict, to_dict
+from .data import LabeledDataset
+from .detections import BACKGROUND, Detections
+from .draw import draw_detections
+from .engine import TrainCallback, predict_tensors, train_loop
+from .images import ImageSource, load_image
+from .metrics import EvalResult, evaluate_detections
+
+CHECKPOINT_FORMAT = "cowdetect-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU raises ValueError."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
+    return dev
+
+
+def _is_image_list(image: Any) -> bool:
+    return isinstance(image, (list, tuple))
+
+
+class DetectorBox:
+    """A detector you can predict with, fine-tune and evaluate.
+
+    Args:
+        architecture: a name from :data:`cowdetect.models.ARCHITECTURES`.
+        weights: None (random init, nothing downloaded), ``"coco"`` (torchvision's COCO
+            weights, from torch's cache or downloaded once), or a checkpoint path written
+            by :meth:`save` (its own architecture and classes are used).
+        classes: foreground class names. With COCO weights or a checkpoint, giving other
+            classes replaces the box predictor, starting each class that exists in the old
+            list (e.g. 'cow') from its old weights. Default: ('cow',) for untrained models.
+        device: 'auto' (CUDA when present, with mixed precision there), 'cpu' or 'cuda'.
+        min_size, max_size: torchvision's resize bounds; None keeps the architecture's.
+        score_threshold: boxes below it are dropped by the model.
+    """
+
+    def __init__(self, architecture: str = DEFAULT_ARCHITECTURE, weights: str | Path | None = None,
+                 classes: Sequence[str] | None = None, device: str = "auto", *,
+                 min_size: int | None = None, max_size: int | None = None,
+                 score_threshold: float = 0.05) -> None:
+        self.device = resolve_device(device)
+        if isinstance(weights, str) and weights == "coco":
+            models.get_architecture(architecture)
+            self.config = DetectorConfig(architecture, tuple(models.coco_class_names(architecture)[1:]),
+                                         min_size, max_size, score_threshold)
+            self.model = models.build_coco(architecture, min_size, max_size, score_threshold)
+        elif weights is None:
+            cfg = DetectorConfig(architecture, tuple(classes or ("cow",)), min_size, max_size, score_threshold)
+            self.config = cfg
+            self.model = models.build_untrained(architecture, len(cfg.classes) + 1, min_size, max_size,
+                                                score_threshold)
+        elif isinstance(weights, (str, Path)):
+            self.config, self.model = _read_checkpoint(Path(weights))
+        else:
+            raise ValueError(f"weights: expected None, 'coco' or a checkpoint path, got {weights!r}")
+        if classes is not None and tuple(classes) != self.config.classes:
+            self.set_classes(classes)
+        self.model.to(self.device).eval()
+
+    # -- properties ---------------------------------------------------------------------
+    @property
+    def architecture(self) -> str:
+        return self.config.architecture
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Foreground class names."""
+        return self.config.classes
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Vocabulary indexed by class id: background at 0, then :attr:`classes`."""
+        return (BACKGROUND, *self.config.classes)
+
+    def __repr__(self) -> str:
+        shown = list(self.classes[:5]) + (["..."] if len(self.classes) > 5 else [])
+        return f"DetectorBox({self.architecture!r}, classes={shown}, device='{self.device}')"
+
+    def set_classes(self, classes: Sequence[str], init_from_matching: bool = True) -> None:
+        """Replace the box predictor for new foreground ``classes`` (transfer learning).
+
+        With ``init_from_matching``, classes already known keep their weights (COCO's
+        'cow', id 21, seeds the new 'cow').
+        """
+        classes = tuple(classes)
+        if not classes or BACKGROUND in classes or len(set(classes)) != len(classes):
+            raise ValueError(f"classes: expected distinct foreground class names, got {list(classes)}")
+        models.replace_head(self.model, self.class_names, (BACKGROUND, *classes), init_from_matching)
+        self.config = dataclasses.replace(self.config, classes=classes)
+        self.model.to(self.device)
+
+    # -- predict ------------------------------------------------------------------------
+    @overload
+    def predict(self, image: ImageSource, visualize: bool = ..., score_threshold: float | None = ...,
+                batch_size: int = ...) -> Any: ...
+    @overload
+    def predict(self, image: list[ImageSource], visualize: bool = ..., score_threshold: float | None = ...,
+                batch_size: int = ...) -> Any: ...
+
+    def predict(self, image: Any, visualize: bool = False, score_threshold: float | None = None,
+                batch_size: int = 4) -> Any:
+        """Detect objects in one image or a list of images.
+
+        Args:
+            image: a path, bytes, PIL image or RGB uint8 array (H, W, 3) — or a list of them.
+            visualize: also return the image (RGB uint8) with boxes, names and scores drawn.
+            score_threshold: keep boxes scoring at least this (default: the model's own).
+
+        Returns:
+            :class:`Detections` (xyxy pixels of the input image; ``.to_detectron2()`` gives
+            ``pred_classes``, ``pred_boxes``, ``scores``), or ``(detections, drawn)`` with
+            ``visualize``; a list of those for a list input.
+        """
+        batched = _is_image_list(image)
+        sources = list(image) if batched else [image]
+        arrays = [load_image(src) for src in sources]
+        outputs = predict_tensors(self.model, arrays, self.device, batch_size)
+        results = []
+        for rgb, out in zip(arrays, outputs):
+            det = Detections.from_torchvision(out, self.class_names)
+            if score_threshold is not None:
+                det = det.above(score_threshold)
+            results.append((det, draw_detections(rgb, det)) if visualize else det)
+        return results if batched else results[0]
+
+    # -- train --------------------------------------------------------------------------
+    def train(self, dataset: LabeledDataset, iterations: int | None = None, *, batch_size: int | None = None,
+              learning_rate: float | None = None, callback: TrainCallback | None = None,
+              checkpoint_every: int | None = None, checkpoint_dir: str | Path | None = None,
+              config: TrainConfig | None = None) -> list[dict[str, float]]:
+        """Fine-tune on ``dataset`` (boxes xyxy px); returns the loss history, one dict per iteration.
+
+        Settings come from ``config`` (default :class:`TrainConfig`: 1000 iterations, batch
+        2); the keyword arguments given override it. When the dataset's classes differ from
+        the model's, the box predictor is replaced first (cow + background for the demo),
+        starting known classes from their old weights. ``callback(record)`` runs after
+        every iteration (return False to stop); with ``checkpoint_every`` > 0 a checkpoint
+        ``iter_NNNNNN.pt`` is written to ``checkpoint_dir`` every that many iterations.
+
+        Raises:
+            ValueError: an empty dataset, a box outside its image, an unreadable image.
+            cowdetect.engine.TrainingDivergedError: the loss became NaN or infinite.
+        """
+        dataset.require_nonempty("train")
+        given = {"iterations": iterations, "batch_size": batch_size, "learning_rate": learning_rate,
+                 "checkpoint_every": checkpoint_every}
+        cfg = dataclasses.replace(config or TrainConfig(), **{k: v for k, v in given.items() if v is not None})
+        if cfg.checkpoint_every and checkpoint_dir is None:
+            raise ValueError("checkpoint_dir: needed when checkpoint_every > 0")
+        if dataset.classes != self.classes:
+            self.set_classes(dataset.classes)
+        if cfg.freeze_backbone:
+            models.set_backbone_trainable(self.model, False)
+
+        def save_checkpoint(iteration: int) -> None:
+            self.save(Path(checkpoint_dir) / f"iter_{iteration:06d}.pt", meta={"iteration": iteration})  # type: ignore[arg-type]
+
+        return train_loop(self.model, dataset, cfg, self.device, callback,
+                          save_checkpoint if checkpoint_dir is not None else None)
+
+    # -- evaluate -----------------------------------------------------------------------
+    def evaluate(self, dataset: LabeledDataset, *, batch_size: int = 4, backend: str | None = None,
+                 iou_threshold: float = 0.5, score_threshold: float = 0.5) -> EvalResult:
+        """COCO mAP of this model on ``dataset`` (torchmetrics, pycocotools semantics).
+
+        Returns map (IoU .50:.95), map_50, map_75, per-class AP and a per-image table (TP,
+        FP, FN at ``iou_threshold`` for boxes scoring ≥ ``score_threshold``, and AP).
+        Predicted classes are matched to the dataset's by name.
+        """
+        if not len(dataset):
+            raise ValueError(f"dataset {dataset.name!r}: no images to evaluate on")
+        preds: list[Detections] = []
+        for start in range(0, len(dataset), batch_size):
+            chunk = dataset.samples[start:start + batch_size]
+            arrays = [s.load() for s in chunk]
+            outs = predict_tensors(self.model, arrays, self.device, batch_size)
+            preds.extend(Detections.from_torchvision(o, self.class_names) for o in outs)
+        return evaluate_detections(preds, [s.boxes for s in dataset], [s.image_id for s in dataset],
+                                   backend=backend, iou_threshold=iou_threshold, score_threshold=score_threshold)
+
+    # -- save / load --------------------------------------------------------------------
+    def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+        """Write a self-describing checkpoint (config, class names, weights); atomic."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": to_dict(self.config),
+            "frozen_batchnorm": models.has_frozen_batchnorm(self.model),
+            "frozen_parameters": models.frozen_parameter_names(self.model),
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "meta": dict(meta or {}),
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> DetectorBox:
+        """Rebuild a detector from a checkpoint written by :meth:`save` (nothing else needed)."""
+        return cls(weights=Path(path), device=device)
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The ``config`` and ``meta`` of a checkpoint, without building the model."""
+    payload = _load_payload(Path(path))
+    return {"config": payload["config"], "meta": payload.get("meta", {})}
+
+
+def _load_payload(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ValueError(f"weights: no checkpoint file at {path}")
+    try:
+        # weights_only: a checkpoint is data, never code to unpickle.
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ValueError(f"weights: {path} is not a readable cowdetect checkpoint ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"weights: {path} is not a cowdetect checkpoint (save one with DetectorBox.save)")
+    if payload.get("version", 0) > CHECKPOINT_VERSION:
+        raise ValueError(f"weights: {path} was written by a newer cowdetect (format {payload['version']})")
+    return payload
+
+
+def _read_checkpoint(path: Path) -> tuple[DetectorConfig, torch.nn.Module]:
+    payload = _load_payload(path)
+    config = from_dict(DetectorConfig, payload["config"])
+    model = models.build_untrained(config.architecture, len(config.classes) + 1, config.min_size,
+                                   config.max_size, config.score_threshold, config.max_detections)
+    if payload.get("frozen_batchnorm"):
+        models.freeze_batchnorm(model)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"weights: {path} does not match architecture {config.architecture} "
+                         f"({str(exc).splitlines()[0]})") from exc
+    frozen = set(payload.get("frozen_parameters", []))
+    for name, param in model.named_parameters():
+        param.requires_grad_(name not in frozen)
+    return config, model

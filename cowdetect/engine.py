@@ -1,0 +1,132 @@
+"""Plain training and inference loops for torchvision detection models.
+
+Top to bottom, no framework: the shape of torchvision's ``references/detection/engine.py``.
+Progress leaves through a callback so the CLI, jobs and notebooks share one loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .data import LabeledDataset, Sample
+
+# Called after every iteration with that iteration's record (iteration, loss, each loss
+# component, lr, seconds). Returning False stops training after that iteration.
+TrainCallback = Callable[[dict[str, float]], "bool | None"]
+CheckpointFn = Callable[[int], None]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the iteration."""
+
+
+def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) → float (3, H, W) in [0, 1] on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1).float().div_(255.0)
+
+
+def _target(sample: Sample, rgb: np.ndarray, flip: bool, device: torch.device) -> tuple[torch.Tensor, dict]:
+    image = to_tensor(rgb, device)
+    boxes = torch.from_numpy(sample.boxes.xyxy.copy()).to(device).reshape(-1, 4)
+    if flip:
+        image = image.flip(-1)
+        width = rgb.shape[1]
+        boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+    # Degenerate (zero-area) boxes make torchvision's box coder produce NaN: drop them.
+    keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+    labels = torch.from_numpy(sample.boxes.class_id.copy()).to(device)
+    return image, {"boxes": boxes[keep], "labels": labels[keep]}
+
+
+def lr_factor(iteration: int, config: TrainConfig) -> float:
+    """Learning-rate multiplier: linear warm-up, then x0.1 at each of ``lr_steps``."""
+    factor = 1.0
+    if iteration < config.warmup_iterations:
+        factor = 0.001 + (1 - 0.001) * iteration / config.warmup_iterations
+    for step in config.lr_steps:
+        if iteration >= step * config.iterations:
+            factor *= 0.1
+    return factor
+
+
+def train_loop(model: nn.Module, dataset: LabeledDataset, config: TrainConfig, device: torch.device,
+               callback: TrainCallback | None = None, checkpoint: CheckpointFn | None = None,
+               start_iteration: int = 0) -> list[dict[str, float]]:
+    """Train ``model`` in place for ``config.iterations`` iterations; returns one record per iteration.
+
+    Images without boxes are used as negatives. Raises :class:`TrainingDivergedError` on a
+    non-finite loss, ValueError on an empty dataset or a box outside its image.
+    """
+    dataset.require_nonempty("train")
+    rng = np.random.default_rng(config.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    model.to(device).train()
+    history: list[dict[str, float]] = []
+    order: list[int] = []
+    started = time.perf_counter()
+    for iteration in range(start_iteration, config.iterations):
+        batch: list[Sample] = []
+        while len(batch) < config.batch_size:
+            if not order:
+                order = rng.permutation(len(dataset)).tolist()
+            batch.append(dataset[order.pop()])
+        images, targets = [], []
+        for sample in batch:
+            flip = config.horizontal_flip and bool(rng.random() < 0.5)
+            image, target = _target(sample, sample.load(), flip, device)
+            images.append(image)
+            targets.append(target)
+        lr = config.learning_rate * lr_factor(iteration, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, enabled=use_amp):
+            loss_dict = model(images, targets)
+        loss = sum(loss_dict.values())
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            parts = {k: float(v.detach()) for k, v in loss_dict.items()}
+            raise TrainingDivergedError(
+                f"loss became {value} at iteration {iteration + 1} ({parts}); lower the learning rate "
+                f"(now {config.learning_rate}) or check the boxes")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        record = {"iteration": iteration + 1, "loss": value, "lr": lr,
+                  "seconds": time.perf_counter() - started,
+                  **{k: float(v.detach()) for k, v in loss_dict.items()}}
+        history.append(record)
+        done = iteration + 1
+        stop = callback is not None and callback(record) is False
+        if checkpoint is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
+            checkpoint(done)
+        if stop:
+            break
+    model.eval()
+    return history
+
+
+@torch.inference_mode()
+def predict_tensors(model: nn.Module, images: Sequence[np.ndarray], device: torch.device,
+                    batch_size: int = 4) -> list[dict[str, torch.Tensor]]:
+    """Run ``model`` on RGB uint8 arrays in batches; returns torchvision output dicts on the CPU."""
+    model.to(device).eval()
+    outputs: list[dict[str, torch.Tensor]] = []
+    for start in range(0, len(images), batch_size):
+        chunk = [to_tensor(img, device) for img in images[start:start + batch_size]]
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            result = model(chunk)
+        outputs.extend({k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in r.items()}
+                       for r in result)
+    return outputs

@@ -1,0 +1,124 @@
+"""Reading images into RGB uint8 arrays, with clear errors for bad input.
+
+Every image that enters cowdetect (a path, bytes, a PIL image or an array) goes through
+:func:`load_image`, so corrupt files, decompression bombs and odd pixel formats are
+handled in one place.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Above this many pixels an image is refused before it is decoded: a 50 MP PNG decodes
+# to 150 MB of RGB, and a crafted one (a "decompression bomb") to much more.
+MAX_PIXELS = 50_000_000
+
+ImageSource = Union[str, Path, bytes, Image.Image, np.ndarray]
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB; 16-bit and float images are rescaled, not clipped."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.round().astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Transparent pixels become white rather than whatever colour hides under alpha.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def _open(data: bytes, name: str) -> Image.Image:
+    if not data:
+        raise ValueError(f"image {name}: the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise ValueError(
+                    f"image {name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
+                    f"more than the limit of {MAX_PIXELS / 1e6:.0f}"
+                )
+            img.load()  # decodes everything: truncated files fail here, not later
+            img = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
+    except ValueError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"image {name}: too many pixels to decode safely ({exc})") from exc
+    except (OSError, SyntaxError, Image.UnidentifiedImageError) as exc:
+        kind = "not an image file (or a format Pillow cannot read)" \
+            if isinstance(exc, Image.UnidentifiedImageError) else f"corrupt or truncated ({exc})"
+        raise ValueError(f"image {name}: {kind}") from exc
+    return img
+
+
+def load_image(source: ImageSource, name: str | None = None) -> np.ndarray:
+    """Load an image as an RGB uint8 array of shape (H, W, 3).
+
+    Args:
+        source: a file path, the file's bytes, a PIL image (any mode) or an array
+            (H, W) grayscale / (H, W, 3) RGB / (H, W, 4) RGBA, uint8 or uint16.
+        name: what to call the image in error messages (defaults to the path).
+
+    Raises:
+        ValueError: the file is missing, empty, not an image, corrupt or truncated, larger
+            than :data:`MAX_PIXELS`, or the array has an unusable shape.
+    """
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source, name or "array")
+    if isinstance(source, Image.Image):
+        if source.width * source.height > MAX_PIXELS:
+            raise ValueError(f"image {name or 'PIL'}: more than {MAX_PIXELS / 1e6:.0f} megapixels")
+        return np.array(_to_rgb(source))
+    if isinstance(source, (bytes, bytearray)):
+        return np.array(_to_rgb(_open(bytes(source), name or "bytes")))
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"image {name or path}: no such file")
+        return np.array(_to_rgb(_open(path.read_bytes(), name or str(path))))
+    raise ValueError(f"image: expected a path, bytes, PIL image or numpy array, got {type(source).__name__}")
+
+
+def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"image {name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {arr.shape}")
+    if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise ValueError(f"image {name}: more than {MAX_PIXELS / 1e6:.0f} megapixels")
+    if arr.dtype == np.uint16:
+        arr = (arr.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise ValueError(f"image {name}: expected a uint8 or uint16 array, got {arr.dtype}")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.shape[2] == 4:
+        alpha = arr[:, :, 3:4].astype(np.float32) / 255.0
+        arr = (arr[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def image_size(source: ImageSource) -> tuple[int, int]:
+    """(width, height) of an image source, decoding it fully (so bad files raise ValueError)."""
+    arr = load_image(source)
+    return arr.shape[1], arr.shape[0]
+
+
+def encode_image(rgb: np.ndarray, fmt: str = "JPEG", quality: int = 92) -> bytes:
+    """Encode an RGB uint8 array (H, W, 3) as JPEG or PNG bytes."""
+    buf = io.BytesIO()
+    kwargs: dict[str, Any] = {"quality": quality} if fmt.upper() == "JPEG" else {}
+    Image.fromarray(rgb, "RGB").save(buf, format=fmt, **kwargs)
+    return buf.getvalue()

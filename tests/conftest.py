@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny synthetic images, a tiny demo store, tiny models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cowdetect import DetectorBox, LabeledDataset  # noqa: E402
+from cowdetect.demo import make_demo  # noqa: E402
+from cowdetect.store import Store  # noqa: E402
+
+SHARED_REAL = ROOT.parent / "shared" / "real"
+TINY = {"min_size": 128, "max_size": 128}
+
+
+def blocks_dataset(n: int = 4, seed: int = 0) -> LabeledDataset:
+    """Bright rectangles ("cows") on grass, 128x96 px; one image in four has no cow."""
+    rng = np.random.default_rng(seed)
+    images, boxes, labels = [], [], []
+    for i in range(n):
+        img = np.full((96, 128, 3), (60, 140, 60), np.uint8)
+        if i % 4 == 3:
+            images.append(img)
+            boxes.append(np.zeros((0, 4)))
+            labels.append([])
+            continue
+        x, y = int(rng.integers(4, 70)), int(rng.integers(4, 50))
+        img[y:y + 40, x:x + 50] = (240, 240, 235)
+        images.append(img)
+        boxes.append([[x, y, x + 50, y + 40]])
+        labels.append(["cow"])
+    return LabeledDataset.from_lists(images, boxes, labels, name="blocks")
+
+
+@pytest.fixture
+def blocks() -> LabeledDataset:
+    return blocks_dataset()
+
+
+@pytest.fixture
+def tiny_box() -> DetectorBox:
+    import torch
+    torch.manual_seed(0)
+    return DetectorBox(weights=None, device="cpu", **TINY)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """A tiny demo data folder (128x96 images, no video), shared read-only by tests."""
+    s = Store(tmp_path_factory.mktemp("demo") / "data")
+    make_demo(s, n_train=6, n_val=2, n_test=4, seed=1, size=(128, 96), video=False)
+    return s

@@ -1,0 +1,100 @@
+"""The command line, run for real as `python -m cowdetect` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+
+def cli(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    extra = ["--data-dir", str(data_dir)] if data_dir else []
+    return subprocess.run([sys.executable, "-m", "cowdetect", *args, *extra], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """demo → train (2 iterations) once for the module."""
+    data = tmp_path_factory.mktemp("cli") / "data"
+    demo = cli("demo", "--train", "4", "--val", "0", "--test", "3", "--size", "128x96", "--no-video", "--json",
+               data_dir=data)
+    assert demo.returncode == 0, demo.stderr
+    train = cli("train", "--iterations", "2", "--name", "tiny", "--json", data_dir=data)
+    assert train.returncode == 0, train.stderr
+    return data, json.loads(demo.stdout), json.loads(train.stdout)
+
+
+def test_demo_train_models(trained):
+    data, demo, train = trained
+    assert demo["counts"]["splits"]["train"] == 4 and demo["counts"]["splits"]["test"] == 3
+    assert train["model"] == "tiny" and train["iterations"] == 2 and Path(train["checkpoint"]).is_file()
+    assert Path(train["checkpoint"]).is_relative_to(data)
+    models = json.loads(cli("models", "--json", data_dir=data).stdout)
+    assert [m["name"] for m in models] == ["tiny"]
+
+
+def test_evaluate_json(trained):
+    data, _, _ = trained
+    out = cli("evaluate", "--json", data_dir=data)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    for key in ("map", "map_50", "map_75", "per_class", "per_image"):
+        assert key in result
+    assert result["model"] == "tiny" and result["split"] == "test" and result["num_images"] == 3
+
+
+def test_predict_json_and_drawing(trained, tmp_path):
+    data, _, _ = trained
+    image = next((data / "images").rglob("*.jpg"))
+    out = cli("predict", str(image), "--json", "--score-threshold", "0", "--out", str(tmp_path / "o.png"),
+              data_dir=data)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result) >= {"pred_classes", "class_names", "pred_boxes", "scores"}
+    assert len(result["pred_boxes"]) == len(result["scores"]) == len(result["pred_classes"])
+    assert (tmp_path / "o.png").is_file()
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d, t: ["predict", str(t / "notes.jpg")], "not an image"),
+    (lambda d, t: ["predict", str(t / "empty.jpg")], "empty"),
+    (lambda d, t: ["predict", str(t / "missing.jpg")], "no such file"),
+    (lambda d, t: ["evaluate", "--model", "nope"], "no version called 'nope'"),
+    (lambda d, t: ["evaluate", "--split", "val"], "no labeled images"),
+    (lambda d, t: ["predict", str(t / "notes.jpg"), "--model", str(t / "fake.pt")], "not an image|checkpoint"),
+])
+def test_errors_are_one_line_without_traceback(trained, tmp_path, make_args, message):
+    data, _, _ = trained
+    (tmp_path / "notes.jpg").write_text("these are notes\n")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "fake.pt").write_text("not a checkpoint")
+    before = sorted(p.name for p in data.rglob("*") if p.is_file() and "sqlite" not in p.name)
+    out = cli(*make_args(data, tmp_path), data_dir=data)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and out.stderr.startswith("error: ")
+    import re
+    assert re.search(message, out.stderr), out.stderr
+    assert sorted(p.name for p in data.rglob("*") if p.is_file() and "sqlite" not in p.name) == before
+
+
+def test_train_on_empty_store_and_unknown_architecture(tmp_path):
+    out = cli("train", "--iterations", "1", data_dir=tmp_path / "empty")
+    assert out.returncode == 2 and "no images to train" in out.stderr and "Traceback" not in out.stderr
+    out = cli("train", "--architecture", "yolo", data_dir=tmp_path / "empty")
+    assert out.returncode == 2 and "fasterrcnn_resnet50_fpn" in out.stderr
+
+
+def test_evaluate_without_model_says_what_to_do(tmp_path):
+    data = tmp_path / "d"
+    assert cli("demo", "--train", "1", "--val", "0", "--test", "1", "--size", "96x64", "--no-video",
+               data_dir=data).returncode == 0
+    out = cli("evaluate", data_dir=data)
+    assert out.returncode == 2 and "run `python -m cowdetect train` first" in out.stderr

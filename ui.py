@@ -1,0 +1,55 @@
+"""The only shared Streamlit code: the data folder, the cached store, shared widgets."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from cowdetect.cli import data_dir_default
+from cowdetect.draw import draw_detections
+from cowdetect.images import load_image
+from cowdetect.store import Store
+
+
+def data_dir() -> str:
+    """``streamlit run app.py -- --data-dir DIR`` wins, then $COWDETECT_DATA_DIR, then ./data."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--data-dir", default=data_dir_default())
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args.data_dir
+
+
+@st.cache_resource
+def get_store(path: str) -> Store:
+    """One Store per data folder, shared by all sessions (it opens a connection per call)."""
+    return Store(path)
+
+
+def store() -> Store:
+    """The store of this app's data folder."""
+    return get_store(str(Path(data_dir()).resolve()))
+
+
+def start_demo_generation(target: Store) -> None:
+    """Generate the demo data in a separate process (the same code as `python -m cowdetect demo`),
+    so the page never blocks and a closed browser does not stop it."""
+    log = target.data_dir / "demo.log"
+    with open(log, "ab") as fh:
+        subprocess.Popen([sys.executable, "-m", "cowdetect", "demo", "--data-dir", str(target.data_dir)],
+                         stdout=fh, stderr=fh, cwd=Path(__file__).parent, env=os.environ.copy(),
+                         start_new_session=True)
+
+
+def labeled_thumbnail(target: Store, image_id: int, width: int = 320) -> np.ndarray:
+    """An image with its ground-truth boxes drawn (RGB), scaled to ``width`` px."""
+    record = target.image(image_id)
+    drawn = draw_detections(load_image(record.path), target.boxes(image_id), color=(255, 214, 0))
+    from PIL import Image
+    im = Image.fromarray(drawn)
+    return np.asarray(im.resize((width, max(1, round(im.height * width / im.width)))))
