@@ -156,13 +156,14 @@ class DetectorBox:
     def train(self, dataset: LabeledDataset, iterations: int | None = None, *, batch_size: int | None = None,
               learning_rate: float | None = None, callback: TrainCallback | None = None,
               checkpoint_every: int | None = None, checkpoint_dir: str | Path | None = None,
-              config: TrainConfig | None = None) -> list[dict[str, float]]:
+              config: TrainConfig | None = None, init_from_matching: bool = True) -> list[dict[str, float]]:
         """Fine-tune on ``dataset`` (boxes xyxy px); returns the loss history, one dict per iteration.
 
         Settings come from ``config`` (default :class:`TrainConfig`: 1000 iterations, batch
         2); the keyword arguments given override it. When the dataset's classes differ from
         the model's, the box predictor is replaced first (cow + background for the demo),
-        starting known classes from their old weights. ``callback(record)`` runs after
+        starting known classes from their old weights (``init_from_matching``: COCO's cow,
+        id 21, seeds the new 'cow'; False starts the new head at random). ``callback(record)`` runs after
         every iteration (return False to stop); with ``checkpoint_every`` > 0 a checkpoint
         ``iter_NNNNNN.pt`` is written to ``checkpoint_dir`` every that many iterations.
 
@@ -177,7 +178,7 @@ class DetectorBox:
         if cfg.checkpoint_every and checkpoint_dir is None:
             raise ValueError("checkpoint_dir: needed when checkpoint_every > 0")
         if dataset.classes != self.classes:
-            self.set_classes(dataset.classes)
+            self.set_classes(dataset.classes, init_from_matching)
         if cfg.freeze_backbone:
             models.set_backbone_trainable(self.model, False)
 

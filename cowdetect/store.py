@@ -355,6 +355,38 @@ class Store:
             return Detections.empty(vocab)
         return Detections.from_names(np.array([r[1:] for r in rows], np.float32), [r[0] for r in rows], vocab)
 
+    def set_predictions(self, image_id: int, model_id: int, detections: Detections) -> None:
+        """Replace what model version ``model_id`` predicted on an image (xyxy px, with scores).
+
+        Classes the dataset does not have (e.g. COCO's 'person') are dropped; boxes are
+        clipped to the image, since detectors may overshoot the border by a fraction of a pixel.
+        """
+        record = self.image(image_id)
+        self.model(model_id)
+        kept = detections.with_class_names(self.class_names())
+        xyxy = kept.xyxy.copy()
+        xyxy[:, 0::2] = xyxy[:, 0::2].clip(0, record.width)
+        xyxy[:, 1::2] = xyxy[:, 1::2].clip(0, record.height)
+        scores = kept.score if kept.score is not None else np.ones(len(kept), np.float32)
+        with self.connect() as conn:
+            conn.execute("DELETE FROM boxes WHERE image_id = ? AND source = 'model' AND model_id = ?",
+                         (record.id, int(model_id)))
+            conn.executemany(
+                "INSERT INTO boxes(image_id, class_name, x_min, y_min, x_max, y_max, score, source, model_id) "
+                "VALUES (?,?,?,?,?,?,?,'model',?)",
+                [(record.id, name, *map(float, box), float(s), int(model_id))
+                 for box, name, s in zip(xyxy, kept.names, scores)])
+
+    def predictions(self, image_id: int, model_id: int) -> Detections:
+        """What model version ``model_id`` predicted on an image (xyxy px, scored), best first."""
+        vocab = self.class_names()
+        with self.connect() as conn:
+            rows = conn.execute("SELECT class_name, x_min, y_min, x_max, y_max, score FROM boxes WHERE image_id = ? "
+                                "AND source = 'model' AND model_id = ? ORDER BY score DESC",
+                                (int(image_id), int(model_id))).fetchall()
+        return Detections.from_names(np.array([r[1:5] for r in rows], np.float32).reshape(-1, 4),
+                                     [r[0] for r in rows], vocab, np.array([r[5] for r in rows], np.float32))
+
     def dataset(self, split: str, labeled_only: bool = True) -> LabeledDataset:
         """The images of a split with their ground-truth boxes, ready for train / evaluate."""
         vocab = self.class_names()

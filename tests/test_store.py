@@ -133,3 +133,20 @@ def test_concurrent_writers_lose_nothing(store):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert not errors and len(store.images()) == 20 and store.counts()["boxes"] == 20
+
+
+def test_predictions_are_kept_per_model_apart_from_ground_truth(store):
+    rec, _ = store.add_image(jpeg(5), boxes=cows([1, 1, 20, 20]))
+    path = store.model_checkpoint_path("m")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    model = store.add_model("m", "arch", ["cow"], path)
+    coco_like = ("__background__", "person", "cow")
+    pred = Detections([[0, 0, 30, 30], [-0.3, 2, 64.4, 40], [5, 5, 9, 9]], [1, 2, 2], [0.9, 0.8, 0.3], coco_like)
+    store.set_predictions(rec.id, model.id, pred)
+    got = store.predictions(rec.id, model.id)
+    assert got.names == ["cow", "cow"] and got.score.tolist() == pytest.approx([0.8, 0.3])
+    assert got.xyxy[0].tolist() == pytest.approx([0, 2, 64, 40])  # clipped to the 64x48 image
+    np.testing.assert_array_equal(store.boxes(rec.id).xyxy, [[1, 1, 20, 20]])  # ground truth untouched
+    store.set_predictions(rec.id, model.id, Detections.empty(coco_like, scored=True))
+    assert len(store.predictions(rec.id, model.id)) == 0 and len(store.boxes(rec.id)) == 1
