@@ -40,7 +40,7 @@ def home(path: Path, data_dir: Path) -> None:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1300, "height": 1000})
         page.goto(url)
-        page.get_by_text("Labeled images").wait_for(timeout=60_000)
+        page.get_by_text("Labeled images", exact=True).wait_for(timeout=60_000)
         page.locator('[data-testid="stImage"] img').last.wait_for(timeout=30_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(path), full_page=True)

@@ -36,7 +36,7 @@ def test_home_page_in_chromium(app_url, tmp_path):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(app_url)
-        page.get_by_text("Labeled images").wait_for(timeout=60_000)
+        page.get_by_text("Labeled images", exact=True).wait_for(timeout=60_000)
         metric = page.locator('[data-testid="stMetric"]', has_text="Images").first
         assert metric.inner_text().split()[-1] == "5"
         page.locator('[data-testid="stImage"] img').first.wait_for(timeout=30_000)
