@@ -46,6 +46,22 @@ def start_demo_generation(target: Store) -> None:
                          start_new_session=True)
 
 
+def active_model_note(target: Store) -> str:
+    """Which detector the pages use, and why (Markdown)."""
+    latest = target.latest_model()
+    if latest is not None:
+        return f"Detector: **{latest.name}** ({latest.architecture}), the newest trained version."
+    import torch
+
+    from cowdetect.config import DEFAULT_ARCHITECTURE, GPU_ARCHITECTURE
+    from cowdetect.models import coco_weights_available
+
+    if torch.cuda.is_available() and coco_weights_available(GPU_ARCHITECTURE):
+        return f"Detector: pretrained **{GPU_ARCHITECTURE}** with COCO weights (a GPU is present)."
+    why = "its COCO weights are not cached" if torch.cuda.is_available() else "no GPU here, and it runs fast on a CPU"
+    return f"Detector: pretrained **{DEFAULT_ARCHITECTURE}** with COCO weights (no trained model yet; {why})."
+
+
 def labeled_thumbnail(target: Store, image_id: int, width: int = 320) -> np.ndarray:
     """An image with its ground-truth boxes drawn (RGB), scaled to ``width`` px."""
     record = target.image(image_id)

@@ -3,11 +3,11 @@
     from cowdetect import DetectorBox, Store, make_demo
 
     store = Store("data")                               # SQLite + image files under ./data
-    make_demo(store, n_train=8, n_val=0, n_test=4, size=(160, 120), video=False)
-    box = DetectorBox(weights=None, min_size=160)       # or weights="coco" (torchvision, cached)
+    make_demo(store, n_train=8, n_val=0, n_test=4, size=(320, 240), video=False)
+    box = DetectorBox.pretrained()                      # COCO detector; box.origin says which and why
     image = store.dataset("test")[0].image              # a path; PIL images and RGB arrays work too
     print(box.predict(image).to_detectron2())           # pred_classes, class_names, pred_boxes, scores
-    history = box.train(store.dataset("train"), iterations=5)   # list of per-iteration loss dicts
+    history = box.train(store.dataset("train"), iterations=3)   # cow + background, from COCO's cow
     print(box.evaluate(store.dataset("test")).map_50)   # COCO mAP at IoU 0.5
     box.save("data/models/tutorial.pt")                 # DetectorBox.load() needs nothing else
 

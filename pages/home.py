@@ -35,6 +35,7 @@ def overview() -> None:
 
 
 overview()
+st.markdown(ui.active_model_note(store))
 
 images = store.images(labeled=True)
 if images:

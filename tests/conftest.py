@@ -17,6 +17,8 @@ from cowdetect.store import Store  # noqa: E402
 
 SHARED_REAL = ROOT.parent / "shared" / "real"
 TINY = {"min_size": 128, "max_size": 128}
+# the tiny-image tests use a Faster R-CNN: its resize bounds shrink to 128 px (SSD is fixed at 300)
+FRCNN = "fasterrcnn_mobilenet_v3_large_320_fpn"
 
 
 def blocks_dataset(n: int = 4, seed: int = 0) -> LabeledDataset:
@@ -47,7 +49,7 @@ def blocks() -> LabeledDataset:
 def tiny_box() -> DetectorBox:
     import torch
     torch.manual_seed(0)
-    return DetectorBox(weights=None, device="cpu", **TINY)
+    return DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
 
 
 @pytest.fixture

@@ -92,9 +92,15 @@ def test_train_on_empty_store_and_unknown_architecture(tmp_path):
     assert out.returncode == 2 and "fasterrcnn_resnet50_fpn" in out.stderr
 
 
-def test_evaluate_without_model_says_what_to_do(tmp_path):
+def test_evaluate_without_trained_model_uses_pretrained_and_says_why(tmp_path):
+    import torch
     data = tmp_path / "d"
-    assert cli("demo", "--train", "1", "--val", "0", "--test", "1", "--size", "96x64", "--no-video",
+    assert cli("demo", "--train", "1", "--val", "0", "--test", "2", "--size", "160x120", "--no-video",
                data_dir=data).returncode == 0
-    out = cli("evaluate", data_dir=data)
-    assert out.returncode == 2 and "run `python -m cowdetect train` first" in out.stderr
+    out = cli("evaluate", "--json", data_dir=data)
+    assert out.returncode == 0, out.stderr
+    assert "no trained model yet: using the pretrained COCO detector" in out.stderr
+    if not torch.cuda.is_available():
+        assert "ssd_mobilenet_v2_coco with COCO weights: no GPU here" in out.stderr
+        assert json.loads(out.stdout)["model"] == "coco ssd_mobilenet_v2_coco"
+    assert (data / "weights" / "ssd_mobilenet_v2_coco.pt").is_file()  # converted into the data folder

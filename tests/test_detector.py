@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from cowdetect import DetectorBox, Detections, LabeledDataset, TrainConfig, TrainingDivergedError
-from conftest import TINY, blocks_dataset
+from conftest import FRCNN, TINY, blocks_dataset
 
 
 def test_predict_accepts_path_pil_array_and_lists(tiny_box, blocks, tmp_path):
@@ -60,7 +60,7 @@ def test_callback_can_stop_training(tiny_box, blocks):
 def test_training_fits_a_tiny_dataset():
     """Not a toy check: a real model must actually learn the boxes (loss falls a lot)."""
     torch.manual_seed(0)
-    box = DetectorBox(weights=None, device="cpu", **TINY)
+    box = DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
     data = blocks_dataset(8, seed=3)
     history = box.train(data, iterations=30, batch_size=2, config=TrainConfig(warmup_iterations=10, lr_steps=()))
     first = np.mean([h["loss"] for h in history[:5]])
@@ -70,7 +70,7 @@ def test_training_fits_a_tiny_dataset():
 
 def test_train_replaces_head_for_new_classes(blocks):
     torch.manual_seed(0)
-    box = DetectorBox(weights=None, classes=["cow", "dog", "person"], device="cpu", **TINY)
+    box = DetectorBox(FRCNN, weights=None, classes=["cow", "dog", "person"], device="cpu", **TINY)
     assert box.model.roi_heads.box_predictor.cls_score.out_features == 4
     box.train(blocks, iterations=1)
     assert box.classes == ("cow",) and box.model.roi_heads.box_predictor.cls_score.out_features == 2
