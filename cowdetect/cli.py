@@ -250,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", default=data_dir_default(),
                        help="data folder (default $COWDETECT_DATA_DIR or ./data)")
         p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+        p.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for torch (default $COWDETECT_THREADS or all cores)")
         return p
 
     def model_args(p: argparse.ArgumentParser) -> None:
@@ -314,6 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "threads", None) is not None:
+            from .detector import set_threads
+            set_threads(args.threads)
         return int(args.func(args) or 0)
     except (ValueError, WeightsUnavailableError, TrainingDivergedError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -59,6 +59,10 @@ class TrainConfig:
     lr_steps: tuple[float, ...] = (0.7, 0.9)
     # Random horizontal flip of training images (cows face both ways).
     horizontal_flip: bool = True
+    # Photometric distortion: brightness, contrast, saturation, hue (weather, cameras).
+    color_jitter: bool = False
+    # Scale jitter: zoom out onto a larger canvas or crop around the boxes (SSD's recipe).
+    scale_jitter: bool = False
     # Save a checkpoint every N iterations (0 = only at the end).
     checkpoint_every: int = 0
     # Seeds the data order and the flips, so a run can be repeated.

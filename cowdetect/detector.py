@@ -44,6 +44,22 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's CPU thread count: ``threads``, else ``$COWDETECT_THREADS``, else torch's default
+    (all cores). Returns the count in force. On 2 cores, 2 threads are fastest when the machine
+    is idle, 1 when another process holds a core (README, "Measured")."""
+    if threads is None and os.environ.get("COWDETECT_THREADS"):
+        try:
+            threads = int(os.environ["COWDETECT_THREADS"])
+        except ValueError:
+            raise ValueError(f"COWDETECT_THREADS: expected a whole number, got {os.environ['COWDETECT_THREADS']!r}") from None
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads: expected 1 or more, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def _is_image_list(image: Any) -> bool:
     return isinstance(image, (list, tuple))
 
@@ -63,13 +79,16 @@ class DetectorBox:
         min_size, max_size: torchvision's resize bounds; None keeps the architecture's.
         score_threshold: boxes below it are dropped by the model.
         weights_dir: where SSD's converted COCO weights are kept (default ``<data>/weights``).
+        threads: CPU threads for torch (process-wide); default ``$COWDETECT_THREADS`` or all cores.
     """
 
     def __init__(self, architecture: str = DEFAULT_ARCHITECTURE, weights: str | Path | None = None,
                  classes: Sequence[str] | None = None, device: str = "auto", *,
                  min_size: int | None = None, max_size: int | None = None,
-                 score_threshold: float = 0.05, weights_dir: str | Path | None = None) -> None:
+                 score_threshold: float = 0.05, weights_dir: str | Path | None = None,
+                 threads: int | None = None) -> None:
         self.device = resolve_device(device)
+        set_threads(threads)
         if isinstance(weights, str) and weights == "coco":
             models.get_architecture(architecture)
             self.config = DetectorConfig(architecture, tuple(models.coco_class_names(architecture)[1:]),

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .augment import Augment
 from .config import TrainConfig
 from .data import LabeledDataset, Sample
 
@@ -32,17 +33,14 @@ def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1).float().div_(255.0)
 
 
-def _target(sample: Sample, rgb: np.ndarray, flip: bool, device: torch.device) -> tuple[torch.Tensor, dict]:
-    image = to_tensor(rgb, device)
-    boxes = torch.from_numpy(sample.boxes.xyxy.copy()).to(device).reshape(-1, 4)
-    if flip:
-        image = image.flip(-1)
-        width = rgb.shape[1]
-        boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+def _target(sample: Sample, augment: Augment, device: torch.device) -> tuple[torch.Tensor, dict]:
+    image = to_tensor(sample.load(), torch.device("cpu"))
+    boxes = torch.from_numpy(sample.boxes.xyxy.copy()).reshape(-1, 4)
+    labels = torch.from_numpy(sample.boxes.class_id.copy())
+    image, boxes, labels = augment(image, boxes, labels)
     # Degenerate (zero-area) boxes make torchvision's box coder produce NaN: drop them.
     keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-    labels = torch.from_numpy(sample.boxes.class_id.copy()).to(device)
-    return image, {"boxes": boxes[keep], "labels": labels[keep]}
+    return image.to(device), {"boxes": boxes[keep].to(device), "labels": labels[keep].to(device)}
 
 
 def lr_factor(iteration: int, config: TrainConfig) -> float:
@@ -61,11 +59,14 @@ def train_loop(model: nn.Module, dataset: LabeledDataset, config: TrainConfig, d
                start_iteration: int = 0) -> list[dict[str, float]]:
     """Train ``model`` in place for ``config.iterations`` iterations; returns one record per iteration.
 
-    Images without boxes are used as negatives. Raises :class:`TrainingDivergedError` on a
+    Images without boxes are used as negatives; ``config`` switches flip, colour and scale
+    augmentation (:mod:`cowdetect.augment`). Raises :class:`TrainingDivergedError` on a
     non-finite loss, ValueError on an empty dataset or a box outside its image.
     """
     dataset.require_nonempty("train")
     rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)  # the augmentations draw from torch's generator
+    augment = Augment(config)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
@@ -83,8 +84,7 @@ def train_loop(model: nn.Module, dataset: LabeledDataset, config: TrainConfig, d
             batch.append(dataset[order.pop()])
         images, targets = [], []
         for sample in batch:
-            flip = config.horizontal_flip and bool(rng.random() < 0.5)
-            image, target = _target(sample, sample.load(), flip, device)
+            image, target = _target(sample, augment, device)
             images.append(image)
             targets.append(target)
         lr = config.learning_rate * lr_factor(iteration, config)
@@ -120,8 +120,8 @@ def train_loop(model: nn.Module, dataset: LabeledDataset, config: TrainConfig, d
 @torch.inference_mode()
 def predict_tensors(model: nn.Module, images: Sequence[np.ndarray], device: torch.device,
                     batch_size: int = 4) -> list[dict[str, torch.Tensor]]:
-    """Run ``model`` on RGB uint8 arrays in batches; returns torchvision output dicts on the CPU."""
-    model.to(device).eval()
+    """Run ``model`` (already on ``device``) on RGB uint8 arrays in batches; returns output dicts on the CPU."""
+    model.eval()
     outputs: list[dict[str, torch.Tensor]] = []
     for start in range(0, len(images), batch_size):
         chunk = [to_tensor(img, device) for img in images[start:start + batch_size]]

@@ -140,3 +140,19 @@ def test_evaluate_returns_metrics_and_per_image(tiny_box, blocks):
     assert [r["image_id"] for r in result.per_image] == [0, 1, 2, 3]
     assert result.per_image[3]["n_gt"] == 0 and result.per_image[3]["ap"] == -1.0
     assert "cow" in result.per_class
+
+
+def test_threads_are_configurable(monkeypatch):
+    from cowdetect.detector import set_threads
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1
+        monkeypatch.setenv("COWDETECT_THREADS", "2")
+        assert set_threads() == 2
+        monkeypatch.setenv("COWDETECT_THREADS", "many")
+        with pytest.raises(ValueError, match="COWDETECT_THREADS"):
+            set_threads()
+        with pytest.raises(ValueError, match="threads: expected 1 or more"):
+            set_threads(0)
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,44 @@
+"""Training augmentation keeps boxes on the cows they belong to."""
+
+import torch
+
+from cowdetect.augment import Augment
+from cowdetect.config import TrainConfig
+
+
+def image_with_block(x0: int, y0: int, x1: int, y1: int, h: int = 60, w: int = 80) -> torch.Tensor:
+    img = torch.zeros(3, h, w)
+    img[:, y0:y1, x0:x1] = 1.0
+    return img
+
+
+def test_flip_moves_the_box_with_the_pixels():
+    torch.manual_seed(0)
+    aug = Augment(TrainConfig(horizontal_flip=True))
+    box = torch.tensor([[10.0, 20.0, 30.0, 40.0]])
+    seen = set()
+    for _ in range(20):
+        img, boxes, labels = aug(image_with_block(10, 20, 30, 40), box.clone(), torch.tensor([1]))
+        x0, y0, x1, y1 = boxes[0].round().int().tolist()
+        assert img[0, y0:y1, x0:x1].mean() == 1.0 and img[0].sum() == 20 * 20  # box still on the block
+        seen.add(x0)
+    assert seen == {10, 50}  # both flipped and not
+
+
+def test_scale_and_colour_keep_boxes_inside_and_valid():
+    torch.manual_seed(1)
+    aug = Augment(TrainConfig(horizontal_flip=True, color_jitter=True, scale_jitter=True))
+    for _ in range(40):
+        img, boxes, labels = aug(image_with_block(10, 20, 30, 40), torch.tensor([[10.0, 20.0, 30.0, 40.0]]),
+                                 torch.tensor([1]))
+        h, w = img.shape[-2:]
+        assert img.shape[0] == 3 and len(boxes) == len(labels)
+        if len(boxes):
+            assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+            assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+
+
+def test_negatives_pass_through():
+    aug = Augment(TrainConfig(color_jitter=True, scale_jitter=True))
+    img, boxes, labels = aug(torch.rand(3, 32, 32), torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
+    assert img.shape == (3, 32, 32) and boxes.shape == (0, 4)
