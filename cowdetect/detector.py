@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence, overload
 
@@ -23,6 +22,7 @@ from .data import LabeledDataset
 from .detections import BACKGROUND, Detections
 from .draw import draw_detections
 from .engine import TrainCallback, predict_tensors, train_loop
+from .files import atomic_write
 from .images import ImageSource, load_image
 from .metrics import EvalResult, evaluate_detections
 from .weights import WeightsUnavailableError
@@ -263,8 +263,6 @@ class DetectorBox:
     # -- save / load --------------------------------------------------------------------
     def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
         """Write a self-describing checkpoint (config, class names, weights); atomic."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -274,15 +272,7 @@ class DetectorBox:
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "meta": dict(meta or {}),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> DetectorBox:

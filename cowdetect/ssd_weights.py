@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .files import atomic_write, atomic_write_bytes
 from .ssd import ConvBN, SSDMobileNetV2
 from .weights import WeightsUnavailableError
 
@@ -111,15 +110,6 @@ def coco_state_dict(weights_dir: str | Path) -> dict[str, torch.Tensor]:
     if target.is_file() and sidecar.is_file() and sidecar.read_text().strip() == _sha256(target):
         return torch.load(target, map_location="cpu", weights_only=True)
     state = convert(*graph_files())
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        digest = _sha256(Path(tmp))
-        os.replace(tmp, target)
-        sidecar.write_text(digest + "\n")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(target, lambda tmp: torch.save(state, tmp))
+    atomic_write_bytes(sidecar, (_sha256(target) + "\n").encode())
     return state

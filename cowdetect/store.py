@@ -21,7 +21,6 @@ import json
 import os
 import re
 import sqlite3
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -31,6 +30,7 @@ from PIL import Image
 
 from .data import LabeledDataset, Sample, check_boxes_inside
 from .detections import BACKGROUND, Detections
+from .files import atomic_write_bytes
 from .images import ImageSource, encode_image, load_image
 
 DB_NAME = "cowdetect.sqlite"
@@ -162,18 +162,6 @@ def _safe_name(name: str) -> str:
     return name
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 class Store:
     """A data folder: the SQLite database plus image, model and video files.
 
@@ -279,7 +267,7 @@ class Store:
         path = self.inside(rel)
         existed = path.exists()
         if not existed:
-            _write_atomic(path, data)
+            atomic_write_bytes(path, data)
         try:
             with self.connect() as conn:
                 cur = conn.execute(
@@ -528,11 +516,11 @@ class Store:
                 return int(row[0])
         suffix = Path(name).suffix.lower() or ".mp4"
         rel = Path("videos") / f"{sha}{suffix}"
-        _write_atomic(self.inside(rel), data)
+        atomic_write_bytes(self.inside(rel), data)
         gt_rel = None
         if ground_truth is not None:
             gt_rel = Path("videos") / f"{sha}.gt.txt"
-            _write_atomic(self.inside(gt_rel), ground_truth.encode())
+            atomic_write_bytes(self.inside(gt_rel), ground_truth.encode())
         with self.connect() as conn:
             cur = conn.execute("INSERT INTO videos(sha256, file, original_name, width, height, fps, frames, gt_file) "
                                "VALUES (?,?,?,?,?,?,?,?)", (sha, rel.as_posix(), name, width, height, fps, frames,
