@@ -1,6 +1,7 @@
 """DetectorBox overhead against raw torchvision, measured side by side in one run.
 
-For the CPU default model at its default size, on demo images (640x480):
+For a torchvision Faster R-CNN at its default size (MobileNetV3-320 by default), on demo
+images (640x480); bench_ssd.py measures the SSD port against OpenCV instead:
   * predict: DetectorBox.predict(RGB array) vs. the torchvision model on the same tensor;
   * train:   DetectorBox.train iterations/s (which reads and decodes the JPEGs from disk,
              flips, schedules the learning rate, checks the loss) vs. a plain torchvision
@@ -40,6 +41,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--iterations", type=int, default=10, help="training iterations per timed block")
+    parser.add_argument("--architecture", default="fasterrcnn_mobilenet_v3_large_320_fpn",
+                        help="a torchvision Faster R-CNN (the raw side calls torchvision directly)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +50,7 @@ def main() -> None:
         make_demo(store, n_train=8, n_val=0, n_test=0, video=False)
         dataset = store.dataset("train")
         torch.manual_seed(0)
-        box = DetectorBox(weights=None, device="auto")
+        box = DetectorBox(args.architecture, weights=None, device="auto")
         model, device = box.model, box.device
         rgb = load_image(dataset[0].image)
         tensor = to_tensor(rgb, device)
@@ -82,7 +85,7 @@ def main() -> None:
                 optimizer.step()
 
         cfg = TrainConfig(iterations=args.iterations, batch_size=2, learning_rate=0.001, warmup_iterations=0,
-                          lr_steps=())
+                          lr_steps=(), horizontal_flip=False)
         raw_train()
         box.train(dataset, config=cfg)
         t_ours, t_raw = [], []

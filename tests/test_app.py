@@ -30,6 +30,10 @@ def test_home_shows_the_state_of_the_data(demo_store):
     assert metrics["Cow boxes"] == str(counts["boxes"])
     assert metrics["Models"] == "0"
     assert len(at.get("image")) >= 1  # labeled thumbnails
+    import torch
+    note = " ".join(m.value for m in at.markdown)
+    if not torch.cuda.is_available():
+        assert "Detector: pretrained **ssd_mobilenet_v2_coco** with COCO weights (no trained model yet; no GPU here" in note
 
 
 def test_home_offers_demo_when_empty(tmp_path):
