@@ -48,9 +48,9 @@ def start_demo_generation(target: Store) -> None:
 
 def active_model_note(target: Store) -> str:
     """Which detector the pages use, and why (Markdown)."""
-    latest = target.latest_model()
-    if latest is not None:
-        return f"Detector: **{latest.name}** ({latest.architecture}), the newest trained version."
+    active = target.active_model()
+    if active is not None:
+        return f"Detector: **{active.name}** ({active.architecture}), the active trained version."
     import torch
 
     from cowdetect.config import DEFAULT_ARCHITECTURE, GPU_ARCHITECTURE
@@ -60,6 +60,27 @@ def active_model_note(target: Store) -> str:
         return f"Detector: pretrained **{GPU_ARCHITECTURE}** with COCO weights (a GPU is present)."
     why = "its COCO weights are not cached" if torch.cuda.is_available() else "no GPU here, and it runs fast on a CPU"
     return f"Detector: pretrained **{DEFAULT_ARCHITECTURE}** with COCO weights (no trained model yet; {why})."
+
+
+@st.cache_resource(max_entries=2)
+def _load_detector(checkpoint: str, modified: float) -> "DetectorBox":
+    from cowdetect import DetectorBox
+    return DetectorBox.load(checkpoint)
+
+
+@st.cache_resource(max_entries=1)
+def _pretrained_detector(weights_dir: str) -> "DetectorBox":
+    from cowdetect import DetectorBox
+    return DetectorBox.pretrained(weights_dir=weights_dir)
+
+
+def detector(target: Store) -> "DetectorBox":
+    """The shared, cached DetectorBox of the active model version (else the pretrained one).
+    It follows the active model: a new active version or checkpoint loads anew. Never mutate it."""
+    active = target.active_model()
+    if active is None:
+        return _pretrained_detector(str(target.data_dir / "weights"))
+    return _load_detector(str(active.checkpoint), active.checkpoint.stat().st_mtime)
 
 
 def labeled_thumbnail(target: Store, image_id: int, width: int = 320) -> np.ndarray:

@@ -75,10 +75,10 @@ def _open_detector(args: argparse.Namespace, store: Any) -> tuple[Any, str, int 
     from .detector import DetectorBox
 
     spec = args.model
-    if spec in (None, "latest"):
-        latest = store.latest_model()
-        if latest is not None:
-            return DetectorBox.load(latest.checkpoint, device=args.device), latest.name, latest.id
+    if spec in (None, "active"):
+        active = store.active_model()
+        if active is not None:
+            return DetectorBox.load(active.checkpoint, device=args.device), active.name, active.id
         spec = "pretrained"
         print("no trained model yet: using the pretrained COCO detector", file=sys.stderr)
     if spec == "untrained":
@@ -125,82 +125,68 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import DEFAULT_ARCHITECTURE, TrainConfig, to_dict
-    from .detector import DetectorBox
-    from .models import train_defaults
+    from . import jobs
     from .store import Store
 
     store = Store(args.data_dir)
-    dataset = store.dataset(args.split)
-    dataset.require_nonempty("train")
-    if args.weights == "none":
-        import torch
-        torch.manual_seed(args.seed)
-        box = DetectorBox(args.architecture or DEFAULT_ARCHITECTURE, weights=None, classes=dataset.classes,
-                          device=args.device)
-        parent = None
-    elif args.weights == "coco":
-        if args.architecture:
-            box = DetectorBox(args.architecture, weights="coco", device=args.device, weights_dir=_weights_dir(store))
-        else:
-            box = DetectorBox.pretrained(args.device, weights_dir=_weights_dir(store))
-        print(f"starting from {box.origin}", file=sys.stderr)
-        parent = None
+    if args.resume is not None:
+        jobs.prepare_resume(store, args.resume)
+        run_id = args.resume
     else:
-        record = store.model(args.weights) if not Path(args.weights).exists() else None
-        box = DetectorBox.load(record.checkpoint if record else args.weights, device=args.device)
-        parent = record.id if record else None
-    defaults = train_defaults(box.architecture)
-    config = TrainConfig(**{**defaults, "iterations": args.iterations, "checkpoint_every": args.checkpoint_every,
-                            "seed": args.seed, "freeze_backbone": args.freeze_backbone,
-                            **({"batch_size": args.batch_size} if args.batch_size else {}),
-                            **({"learning_rate": args.lr} if args.lr else {})})
-    name = store.unique_model_name(args.name or f"{box.architecture.split('_')[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
-    target = store.model_checkpoint_path(name)
-    params = {"architecture": box.architecture, "weights": args.weights, "split": args.split,
-              "images": len(dataset), "boxes": dataset.num_boxes, **to_dict(config)}
-    run_id = store.add_run("train", params, total=args.iterations)
-    print(f"training {box.architecture} on {len(dataset)} images ({dataset.num_boxes} boxes), "
-          f"{args.iterations} iterations of batch {config.batch_size} at lr {config.learning_rate} on "
-          f"{box.device}; run {run_id}", file=sys.stderr)
-    started = time.monotonic()
-    last = [started]
-
-    def on_iteration(record: dict[str, float]) -> None:
-        it = int(record["iteration"])
-        now = time.monotonic()
-        if it == args.iterations or now - last[0] >= args.log_every:
-            last[0] = now
-            rate = it / max(1e-9, now - started)
-            print(f"iter {it}/{args.iterations}  loss {record['loss']:.4f}  lr {record['lr']:.5f}  "
-                  f"{rate:.2f} it/s  eta {(args.iterations - it) / max(rate, 1e-9):.0f}s",
-                  file=sys.stderr, flush=True)
-            store.update_run(run_id, iteration=it)
-
-    checkpoint_dir = store.inside(Path("runs") / f"run-{run_id}")
-    try:
-        history = box.train(dataset, config=config, callback=on_iteration,
-                            checkpoint_dir=checkpoint_dir if args.checkpoint_every else None)
-    except BaseException as exc:
-        store.update_run(run_id, status="failed", error=str(exc)[:2000],
-                         finished_at=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
-        raise
-    seconds = time.monotonic() - started
-    box.save(target, meta={"run_id": run_id, "iterations": args.iterations, "seconds": seconds})
-    record = store.add_model(name, box.architecture, box.classes, target, parent,
-                             {**params, "seconds": round(seconds, 1), "device": str(box.device),
-                              "final_loss": history[-1]["loss"] if history else None})
-    store.update_run(run_id, status="done", iteration=len(history), model_id=record.id,
-                     history=[{k: round(v, 5) for k, v in h.items()} for h in history[:: max(1, len(history) // 500)]],
-                     finished_at=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()))
-    summary = {"model": name, "model_id": record.id, "run_id": run_id, "checkpoint": str(target),
-               "iterations": len(history), "seconds": round(seconds, 1),
-               "iterations_per_second": round(len(history) / max(seconds, 1e-9), 3),
-               "final_loss": history[-1]["loss"] if history else None, "device": str(box.device)}
+        if args.weights == "coco":
+            base = f"coco:{args.architecture}" if args.architecture else "pretrained"
+        elif args.weights == "none":
+            from .config import DEFAULT_ARCHITECTURE
+            base = f"untrained:{args.architecture or DEFAULT_ARCHITECTURE}"
+        else:
+            base = args.weights
+        settings = jobs.training_settings(
+            store, base=base, iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr,
+            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience,
+            freeze_backbone=args.freeze_backbone, train_split=args.split, device=args.device, name=args.name,
+            seed=args.seed)
+        run_id = jobs.create_training_run(store, settings)
+    print(f"run {run_id}", file=sys.stderr)
+    run = jobs.run_training(store, run_id, log_every=args.log_every)
+    summary = {"run_id": run_id, "status": run["status"], "iteration": run["iteration"],
+               "checkpoint_iteration": run["checkpoint_iteration"], "seconds": run["metrics"].get("seconds"),
+               "before": run["metrics"].get("before"), "after": run["metrics"].get("after")}
+    if run["model_id"]:
+        record = store.model(run["model_id"])
+        summary.update(model=record.name, model_id=record.id, checkpoint=str(record.checkpoint),
+                       iterations=record.params.get("iterations"))
     if args.json:
         _print_json(summary)
+    elif run["status"] == "done":
+        print(f"saved model {summary['model']} ({run['iteration']} iterations in {summary['seconds']:.0f}s); "
+              f"{jobs.moo(run['metrics'])}")
     else:
-        print(f"saved model {name} ({len(history)} iterations in {seconds:.0f}s) to {target}")
+        print(f"run {run_id} {run['status']} at iteration {run['iteration']} (checkpoint "
+              f"{run['checkpoint_iteration']}); continue with: train --resume {run_id}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from . import jobs
+    from .store import Store
+
+    rows = jobs.runs_table(Store(args.data_dir))
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows or [{"id": "-", "kind": "", "status": "(no runs yet)", "iteration": "", "total": "",
+                           "checkpoint_iteration": ""}]:
+            print(f"{r['id']:>4}  {r['kind']:<6} {r['status']:<12} {r['iteration']}/{r['total']}  "
+                  f"checkpoint {r['checkpoint_iteration']}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from . import jobs
+    from .store import Store
+
+    jobs.install_sigterm_handler()
+    jobs.run_training(Store(args.data_dir), args.run_id)
     return 0
 
 
@@ -257,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default=None,
                        help="stored model name or id, a checkpoint .pt, 'untrained' or 'coco' (default: the "
-                            "newest trained version, else the pretrained COCO detector that suits this machine)")
+                            "active version — set on the Models page, else the newest — else the pretrained "
+                            "COCO detector that suits this machine)")
         p.add_argument("--architecture", default=None, choices=sorted(ARCHITECTURES),
                        help="for --model untrained / coco (default: SSD-MobileNetV2 on a CPU, R50-FPN on a GPU)")
         p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -291,7 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="default: the architecture's (SSD 8, Faster R-CNN 2)")
     p.add_argument("--lr", type=float, default=None, help="default: the architecture's (SSD 0.004, Faster R-CNN 0.01)")
     p.add_argument("--split", default="train")
-    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=100, help="iterations between checkpoints (0: none)")
+    p.add_argument("--eval-every", type=int, default=100,
+                   help="iterations between validation loss / mAP on the val split (0: none)")
+    p.add_argument("--patience", type=int, default=0, help="early stop after this many evaluations without a "
+                                                           "better val mAP (0: never)")
+    p.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a stopped, failed or interrupted run")
     p.add_argument("--freeze-backbone", action="store_true")
     p.add_argument("--name", help="model version name (default: architecture + time)")
     p.add_argument("--device", default="auto")
@@ -306,6 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("models", "list stored model versions")
     p.set_defaults(func=cmd_models)
+
+    p = add("runs", "list training runs: id, status, iteration, checkpoint_iteration")
+    p.set_defaults(func=cmd_runs)
+
+    p = add("worker", "run one queued job (the app starts these in the background)")
+    p.add_argument("run_id", type=int)
+    p.set_defaults(func=cmd_worker)
     return parser
 
 

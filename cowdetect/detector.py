@@ -203,7 +203,9 @@ class DetectorBox:
     def train(self, dataset: LabeledDataset, iterations: int | None = None, *, batch_size: int | None = None,
               learning_rate: float | None = None, callback: TrainCallback | None = None,
               checkpoint_every: int | None = None, checkpoint_dir: str | Path | None = None,
-              config: TrainConfig | None = None, init_from_matching: bool = True) -> list[dict[str, float]]:
+              config: TrainConfig | None = None, init_from_matching: bool = True,
+              start_iteration: int = 0, optimizer_state: dict | None = None,
+              on_checkpoint: Any = None) -> list[dict[str, float]]:
         """Fine-tune on ``dataset`` (boxes xyxy px); returns the loss history, one dict per iteration.
 
         Settings come from ``config`` (default: :class:`TrainConfig` with the architecture's
@@ -213,7 +215,10 @@ class DetectorBox:
         starting known classes from their old weights (``init_from_matching``: COCO's cow,
         id 21, seeds the new 'cow'; False starts the new head at random). ``callback(record)`` runs after
         every iteration (return False to stop); with ``checkpoint_every`` > 0 a checkpoint
-        ``iter_NNNNNN.pt`` is written to ``checkpoint_dir`` every that many iterations.
+        ``iter_NNNNNN.pt`` is written to ``checkpoint_dir`` every that many iterations (and
+        when a callback stops the run early); each holds the optimizer state, so
+        ``start_iteration`` + ``optimizer_state`` resume a run where it was.
+        ``on_checkpoint(iteration, path)`` is told of each checkpoint written.
 
         Raises:
             ValueError: an empty dataset, a box outside its image, an unreadable image.
@@ -234,11 +239,15 @@ class DetectorBox:
         if cfg.freeze_backbone:
             models.set_backbone_trainable(self.model, False)
 
-        def save_checkpoint(iteration: int) -> None:
-            self.save(Path(checkpoint_dir) / f"iter_{iteration:06d}.pt", meta={"iteration": iteration})  # type: ignore[arg-type]
+        def save_checkpoint(iteration: int, optimizer: torch.optim.Optimizer) -> None:
+            path = Path(checkpoint_dir) / f"iter_{iteration:06d}.pt"  # type: ignore[arg-type]
+            self.save(path, meta={"iteration": iteration}, optimizer_state=optimizer.state_dict())
+            if on_checkpoint is not None:
+                on_checkpoint(iteration, path)
 
         return train_loop(self.model, dataset, cfg, self.device, callback,
-                          save_checkpoint if checkpoint_dir is not None else None)
+                          save_checkpoint if checkpoint_dir is not None else None,
+                          start_iteration=start_iteration, optimizer_state=optimizer_state)
 
     # -- evaluate -----------------------------------------------------------------------
     def evaluate(self, dataset: LabeledDataset, *, batch_size: int = 4, backend: str | None = None,
@@ -261,8 +270,10 @@ class DetectorBox:
                                    backend=backend, iou_threshold=iou_threshold, score_threshold=score_threshold)
 
     # -- save / load --------------------------------------------------------------------
-    def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
-        """Write a self-describing checkpoint (config, class names, weights); atomic."""
+    def save(self, path: str | Path, meta: dict[str, Any] | None = None,
+             optimizer_state: dict | None = None) -> Path:
+        """Write a self-describing checkpoint (config, class names, weights; optionally the
+        optimizer state for resuming); atomic."""
         payload = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -272,6 +283,8 @@ class DetectorBox:
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "meta": dict(meta or {}),
         }
+        if optimizer_state is not None:
+            payload["optimizer"] = optimizer_state
         return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
     @classmethod
@@ -281,9 +294,9 @@ class DetectorBox:
 
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The ``config`` and ``meta`` of a checkpoint, without building the model."""
+    """The ``config``, ``meta`` and (when saved) ``optimizer`` state of a checkpoint, without building the model."""
     payload = _load_payload(Path(path))
-    return {"config": payload["config"], "meta": payload.get("meta", {})}
+    return {"config": payload["config"], "meta": payload.get("meta", {}), "optimizer": payload.get("optimizer")}
 
 
 def _load_payload(path: Path) -> dict[str, Any]:

@@ -21,7 +21,9 @@ from .data import LabeledDataset, Sample
 # Called after every iteration with that iteration's record (iteration, loss, each loss
 # component, lr, seconds). Returning False stops training after that iteration.
 TrainCallback = Callable[[dict[str, float]], "bool | None"]
-CheckpointFn = Callable[[int], None]
+# Called every ``checkpoint_every`` iterations and when training stops early, with the
+# iteration reached and the optimizer (whose state a resume needs).
+CheckpointFn = Callable[[int, torch.optim.Optimizer], None]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -56,20 +58,26 @@ def lr_factor(iteration: int, config: TrainConfig) -> float:
 
 def train_loop(model: nn.Module, dataset: LabeledDataset, config: TrainConfig, device: torch.device,
                callback: TrainCallback | None = None, checkpoint: CheckpointFn | None = None,
-               start_iteration: int = 0) -> list[dict[str, float]]:
-    """Train ``model`` in place for ``config.iterations`` iterations; returns one record per iteration.
+               start_iteration: int = 0, optimizer_state: dict | None = None) -> list[dict[str, float]]:
+    """Train ``model`` in place up to ``config.iterations``; returns one record per iteration run.
+
+    ``start_iteration`` and ``optimizer_state`` resume a run from a checkpoint: the learning
+    rate schedule continues where it was and SGD keeps its momentum.
 
     Images without boxes are used as negatives; ``config`` switches flip, colour and scale
     augmentation (:mod:`cowdetect.augment`). Raises :class:`TrainingDivergedError` on a
     non-finite loss, ValueError on an empty dataset or a box outside its image.
     """
     dataset.require_nonempty("train")
-    rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)  # the augmentations draw from torch's generator
+    # Seeded by (seed, start) so a run and its resume are each repeatable.
+    rng = np.random.default_rng([config.seed, start_iteration])
+    torch.manual_seed(config.seed * 1_000_003 + start_iteration)  # the augmentations draw from torch's generator
     augment = Augment(config)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     model.to(device).train()
@@ -109,12 +117,46 @@ def train_loop(model: nn.Module, dataset: LabeledDataset, config: TrainConfig, d
         history.append(record)
         done = iteration + 1
         stop = callback is not None and callback(record) is False
-        if checkpoint is not None and config.checkpoint_every and done % config.checkpoint_every == 0:
-            checkpoint(done)
+        model.train()  # a callback may have evaluated the model
+        periodic = config.checkpoint_every and done % config.checkpoint_every == 0
+        if checkpoint is not None and (periodic or (stop and done < config.iterations)):
+            checkpoint(done, optimizer)
         if stop:
             break
     model.eval()
     return history
+
+
+@torch.no_grad()
+def validation_loss(model: nn.Module, dataset: LabeledDataset, device: torch.device,
+                    batch_size: int = 4) -> dict[str, float]:
+    """Mean loss components on ``dataset`` without training: the model runs in train mode (the
+    only mode in which torchvision returns losses) with batch-norm frozen, so neither weights
+    nor batch-norm statistics change. Images without boxes count as negatives."""
+    was_training = model.training
+    model.train()
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.eval()
+    totals: dict[str, float] = {}
+    batches = 0
+    no_augment = Augment(TrainConfig(horizontal_flip=False))
+    try:
+        for start in range(0, len(dataset), batch_size):
+            images, targets = [], []
+            for sample in dataset.samples[start:start + batch_size]:
+                image, target = _target(sample, no_augment, device)
+                images.append(image)
+                targets.append(target)
+            losses = model(images, targets)
+            for key, value in losses.items():
+                totals[key] = totals.get(key, 0.0) + float(value)
+            batches += 1
+    finally:
+        model.train(was_training)
+    mean = {k: v / max(1, batches) for k, v in totals.items()}
+    mean["loss"] = sum(mean.values())
+    return mean
 
 
 @torch.inference_mode()

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -112,6 +111,24 @@ MIGRATIONS: list[str] = [
         added_at TEXT NOT NULL DEFAULT (datetime('now'))
     );
     INSERT INTO classes(name) VALUES ('cow');
+    """,
+    # 2: background jobs (checkpoints, stop requests, progress points) and the active model.
+    """
+    ALTER TABLE runs ADD COLUMN checkpoint TEXT;
+    ALTER TABLE runs ADD COLUMN checkpoint_iteration INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN started_at TEXT;
+    ALTER TABLE runs ADD COLUMN device TEXT;
+    ALTER TABLE runs ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE run_points (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('train', 'val')),
+        iteration INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX run_points_run ON run_points(run_id, kind, iteration);
+    ALTER TABLE models ADD COLUMN active INTEGER NOT NULL DEFAULT 0;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -447,6 +464,37 @@ class Store:
         models = self.models()
         return models[-1] if models else None
 
+    def active_model(self) -> ModelRecord | None:
+        """The version set active for prediction and tracking, else the newest, else None."""
+        with self.connect() as conn:
+            row = conn.execute("SELECT * FROM models ORDER BY active DESC, id DESC LIMIT 1").fetchone()
+        return self._model(row) if row is not None else None
+
+    def set_active_model(self, name_or_id: str | int) -> ModelRecord:
+        """Make one version the active model."""
+        record = self.model(name_or_id)
+        with self.connect() as conn:
+            conn.execute("UPDATE models SET active = (id = ?)", (record.id,))
+        return record
+
+    def rename_model(self, name_or_id: str | int, new_name: str) -> ModelRecord:
+        """Rename a version (its checkpoint file keeps its name)."""
+        record = self.model(name_or_id)
+        _safe_name(new_name)
+        with self.connect() as conn:
+            if conn.execute("SELECT 1 FROM models WHERE name = ? AND id != ?", (new_name, record.id)).fetchone():
+                raise ValueError(f"model name {new_name!r} is taken; choose another")
+            conn.execute("UPDATE models SET name = ? WHERE id = ?", (new_name, record.id))
+        return self.model(record.id)
+
+    def delete_model(self, name_or_id: str | int) -> None:
+        """Delete a version and its checkpoint file; its children keep working (parent set to none)."""
+        record = self.model(name_or_id)
+        with self.connect() as conn:
+            conn.execute("DELETE FROM models WHERE id = ?", (record.id,))
+        if record.checkpoint.is_file():
+            record.checkpoint.unlink()
+
     def unique_model_name(self, stem: str) -> str:
         """``stem``, or ``stem-2``, ``stem-3``... whichever is free."""
         taken = {m.name for m in self.models()}
@@ -457,38 +505,71 @@ class Store:
         return name
 
     # -- runs and results ---------------------------------------------------------------
-    def add_run(self, kind: str, params: dict[str, Any], total: int = 0, status: str = "running") -> int:
-        """Record a job (train, evaluate, track); returns its id."""
+    def add_run(self, kind: str, params: dict[str, Any], total: int = 0, status: str = "queued") -> int:
+        """Record a job (train, evaluate, track); returns its id. The process running it sets its pid."""
         with self.connect() as conn:
-            cur = conn.execute("INSERT INTO runs(kind, params, total, status, pid) VALUES (?,?,?,?,?)",
-                               (kind, json.dumps(params), total, status, os.getpid()))
+            cur = conn.execute("INSERT INTO runs(kind, params, total, status) VALUES (?,?,?,?)",
+                               (kind, json.dumps(params), total, status))
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
     def update_run(self, run_id: int, **fields: Any) -> None:
-        """Update a run's status, iteration, error, model_id, history or finished_at."""
-        allowed = {"status", "iteration", "error", "model_id", "history", "finished_at", "total"}
+        """Update fields of a run (status, iteration, error, pid, checkpoint, metrics, ...)."""
+        allowed = {"status", "iteration", "error", "model_id", "history", "finished_at", "total", "pid",
+                   "checkpoint", "checkpoint_iteration", "stop_requested", "started_at", "device", "metrics",
+                   "params"}
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"run fields: expected some of {sorted(allowed)}, got {sorted(bad)}")
         if "status" in fields and fields["status"] not in RUN_STATUSES:
             raise ValueError(f"status: expected one of {list(RUN_STATUSES)}, got {fields['status']!r}")
-        if "history" in fields:
-            fields["history"] = json.dumps(fields["history"])
+        for key in ("history", "metrics", "params"):
+            if key in fields:
+                fields[key] = json.dumps(fields[key])
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self.connect() as conn:
             conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
 
-    def runs(self) -> list[dict[str, Any]]:
-        """All runs, newest first, as dicts (params and history decoded)."""
+    @staticmethod
+    def _run(row: sqlite3.Row) -> dict[str, Any]:
+        d = dict(row)
+        for key in ("params", "history", "metrics"):
+            d[key] = json.loads(d[key])
+        return d
+
+    def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """All runs (of one kind), newest first, as dicts (params, history and metrics decoded)."""
+        sql, args = "SELECT * FROM runs", []
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            args.append(kind)
         with self.connect() as conn:
-            rows = conn.execute("SELECT * FROM runs ORDER BY id DESC").fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["params"] = json.loads(d["params"])
-            d["history"] = json.loads(d["history"])
-            out.append(d)
-        return out
+            return [self._run(r) for r in conn.execute(sql + " ORDER BY id DESC", args)]
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        """One run as a dict; ValueError when there is none."""
+        with self.connect() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        if row is None:
+            raise ValueError(f"run {run_id}: no such run")
+        return self._run(row)
+
+    def add_points(self, run_id: int, records: Sequence[dict[str, Any]], kind: str = "train") -> None:
+        """Append progress records (each with an ``iteration``) to a run."""
+        with self.connect() as conn:
+            conn.executemany("INSERT INTO run_points(run_id, kind, iteration, record) VALUES (?,?,?,?)",
+                             [(run_id, kind, int(r["iteration"]), json.dumps(r)) for r in records])
+
+    def points(self, run_id: int, kind: str = "train", after: int = 0) -> list[dict[str, Any]]:
+        """A run's progress records of one kind with iteration > ``after``, in order."""
+        with self.connect() as conn:
+            rows = conn.execute("SELECT record FROM run_points WHERE run_id = ? AND kind = ? AND iteration > ? "
+                                "ORDER BY iteration, id", (int(run_id), kind, int(after))).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def drop_points_after(self, run_id: int, iteration: int) -> None:
+        """Forget progress past ``iteration`` (a resume repeats those iterations from a checkpoint)."""
+        with self.connect() as conn:
+            conn.execute("DELETE FROM run_points WHERE run_id = ? AND iteration > ?", (int(run_id), int(iteration)))
 
     def add_result(self, model_label: str, split: str, dataset_hash: str, metrics: dict[str, Any],
                    model_id: int | None = None) -> int:

@@ -50,7 +50,7 @@ st.subheader("Models")
 if models:
     st.dataframe(pd.DataFrame([{"name": m.name, "architecture": m.architecture, "classes": ", ".join(m.classes),
                                 "iterations": m.params.get("iterations"), "created": m.created_at}
-                               for m in models]), hide_index=True, use_container_width=True)
+                               for m in models]), hide_index=True, width="stretch")
 else:
     st.caption("No trained model yet. Train one with `python -m cowdetect train`.")
 
@@ -60,4 +60,4 @@ if results:
     st.dataframe(pd.DataFrame([{"model": r["model_label"], "split": r["split"], "mAP": r["metrics"]["map"],
                                 "mAP50": r["metrics"]["map_50"], "mAP75": r["metrics"]["map_75"],
                                 "when": r["created_at"]} for r in results[:10]]),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")

@@ -1,0 +1,120 @@
+"""Training jobs: real worker processes, stop / resume, kill -9, queueing, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from cowdetect import jobs
+from cowdetect.demo import make_demo
+from cowdetect.store import Store
+
+BASE = "untrained:fasterrcnn_mobilenet_v3_large_320_fpn"
+
+
+@pytest.fixture
+def job_store(tmp_path) -> Store:
+    store = Store(tmp_path / "data")
+    make_demo(store, n_train=6, n_val=2, n_test=2, seed=3, size=(128, 96), video=False)
+    return store
+
+
+def wait_for(predicate, timeout: float = 240.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def settings(store: Store, **kw):
+    return jobs.training_settings(store, base=BASE, **{"iterations": 30, "checkpoint_every": 5, "eval_every": 0,
+                                                       **kw})
+
+
+def test_start_stop_resume_continues_the_count(job_store):
+    run_id = jobs.create_training_run(job_store, settings(job_store, eval_every=10))
+    pid = jobs.start_worker(job_store, run_id)
+    wait_for(lambda: job_store.run(run_id)["iteration"] >= 7, what="progress rows")
+    assert jobs.pid_alive(pid) and job_store.run(run_id)["status"] == "running"
+    assert len(job_store.points(run_id)) >= 1
+    jobs.request_stop(job_store, run_id)
+    stopped = wait_for(lambda: (r := job_store.run(run_id))["status"] == "stopped" and r, what="stop")
+    assert stopped["checkpoint_iteration"] == stopped["iteration"]  # stop saves a checkpoint
+    assert (job_store.data_dir / stopped["checkpoint"]).is_file()
+    at = stopped["checkpoint_iteration"]
+    jobs.prepare_resume(job_store, run_id)
+    done = jobs.run_training(job_store, run_id)  # the CLI path, in the foreground
+    assert done["status"] == "done" and done["iteration"] == 30
+    iterations = [p["iteration"] for p in job_store.points(run_id)]
+    assert iterations == list(range(1, 31))  # continued from the checkpoint, nothing repeated or lost
+    assert [p["iteration"] for p in job_store.points(run_id, "val")] == [10, 20, 30]
+    model = job_store.model(done["model_id"])
+    assert model.params["dataset"]["image_ids"] == [s.image_id for s in job_store.dataset("train")]
+    assert model.params["iterations"] == 30 and "before" in done["metrics"] and "after" in done["metrics"]
+    assert at >= 7
+    assert "Moo! mAP50" in jobs.cowsay_text(done["metrics"])
+
+
+def test_kill_9_then_resume_loses_at_most_one_checkpoint_interval(job_store):
+    run_id = jobs.create_training_run(job_store, settings(job_store, iterations=24))
+    pid = jobs.start_worker(job_store, run_id)
+    wait_for(lambda: job_store.run(run_id)["checkpoint_iteration"] >= 5, what="a checkpoint")
+    wait_for(lambda: job_store.run(run_id)["iteration"] > job_store.run(run_id)["checkpoint_iteration"],
+             what="progress past the checkpoint")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not jobs.pid_alive(pid), what="the worker to die")
+    killed = job_store.run(run_id)
+    assert killed["status"] == "running"  # the row still says running ...
+    assert jobs.mark_interrupted(job_store) == [run_id]  # ... until someone looks
+    assert job_store.run(run_id)["status"] == "interrupted"
+    lost = killed["iteration"] - killed["checkpoint_iteration"]
+    assert 0 < lost <= 5  # at most one checkpoint interval
+    jobs.prepare_resume(job_store, run_id)
+    done = jobs.run_training(job_store, run_id)
+    assert done["status"] == "done"
+    assert [p["iteration"] for p in job_store.points(run_id)] == list(range(1, 25))
+
+
+def test_two_start_clicks_make_one_job(job_store):
+    s = settings(job_store)
+    first = jobs.create_training_run(job_store, s)
+    assert jobs.create_training_run(job_store, s) == first
+    assert len(job_store.runs("train")) == 1
+    jobs.request_stop(job_store, first)  # queued with no worker: stopped at once
+    assert job_store.run(first)["status"] == "stopped"
+    with pytest.raises(ValueError, match="start a new run|already"):
+        jobs.prepare_resume(job_store, first) or jobs.prepare_resume(job_store, first)
+
+
+def test_too_few_images_says_how_many_more(tmp_path):
+    store = Store(tmp_path / "few")
+    make_demo(store, n_train=3, n_val=0, n_test=0, size=(96, 64), video=False)
+    with pytest.raises(ValueError, match="has 3 labeled images; label at least 2 more"):
+        jobs.training_settings(store, base=BASE)
+
+
+def test_non_finite_loss_fails_the_job_with_the_iteration(job_store):
+    run_id = jobs.create_training_run(job_store, settings(job_store, learning_rate=1e6, iterations=40))
+    with pytest.raises(FloatingPointError):
+        jobs.run_training(job_store, run_id)
+    run = job_store.run(run_id)
+    assert run["status"] == "failed" and "at iteration" in run["error"]
+    assert job_store.models() == []  # no version from a failed run
+
+
+def test_queued_run_waits_for_the_device(job_store):
+    first = jobs.create_training_run(job_store, settings(job_store, iterations=10))
+    second = jobs.create_training_run(job_store, settings(job_store, iterations=11))
+    jobs.start_worker(job_store, first)
+    wait_for(lambda: job_store.run(first)["status"] == "running", what="first run")
+    jobs.start_worker(job_store, second)
+    time.sleep(8)
+    assert job_store.run(second)["status"] == "queued"  # one run at a time per device
+    wait_for(lambda: job_store.run(second)["status"] == "done", timeout=300, what="second run")
+    assert job_store.run(first)["status"] == "done"

@@ -1,0 +1,90 @@
+"""The Train and Models pages through AppTest, with a real background worker and a tiny model."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from cowdetect.demo import make_demo
+from cowdetect.store import Store
+
+TINY_BASE = "untrained:fasterrcnn_mobilenet_v3_large_320_fpn"
+
+
+@pytest.fixture
+def page_store(tmp_path, monkeypatch) -> Store:
+    store = Store(tmp_path / "data")
+    make_demo(store, n_train=6, n_val=2, n_test=2, seed=5, size=(128, 96), video=False)
+    monkeypatch.setenv("COWDETECT_DATA_DIR", str(store.data_dir))
+    return store
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_start_a_run_and_see_it_finish(page_store):
+    at = page("train")
+    assert "No training run yet" in " ".join(i.value for i in at.info)
+    at.selectbox[0].select(TINY_BASE)
+    at.number_input(key="iterations").set_value(6)
+    at.number_input(key="checkpoint_every").set_value(3)
+    at.number_input(key="eval_every").set_value(3)
+    button(at, "Estimate duration").click().run()
+    assert any("s per iteration" in i.value for i in at.info)
+    button(at, "Start training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    runs = page_store.runs("train")
+    assert len(runs) == 1 and runs[0]["pid"]
+    button(at, "Start training").click().run()  # a second click while it runs: still one job
+    assert len(page_store.runs("train")) == 1
+    deadline = time.monotonic() + 240
+    while page_store.run(runs[0]["id"])["status"] != "done":
+        assert time.monotonic() < deadline, page_store.run(runs[0]["id"])
+        assert page_store.run(runs[0]["id"])["status"] in ("queued", "running")
+        time.sleep(0.5)
+    at.run()
+    assert {m.label for m in at.metric} >= {"mAP50 on test", "mAP on test", "mAP75 on test"}
+    assert "Moo! mAP50" in at.code[0].value
+    assert len(at.get("arrow_vega_lite_chart")) >= 1 or len(at.get("vega_lite_chart")) >= 1
+
+
+def test_too_few_images_is_explained(tmp_path, monkeypatch):
+    store = Store(tmp_path / "few")
+    make_demo(store, n_train=2, n_val=0, n_test=0, size=(96, 64), video=False)
+    monkeypatch.setenv("COWDETECT_DATA_DIR", str(store.data_dir))
+    at = page("train")
+    button(at, "Start training").click().run()
+    assert "label at least 3 more" in at.error[0].value and store.runs() == []
+
+
+def test_models_page_sets_active_renames_and_deletes(page_store):
+    from cowdetect import DetectorBox
+    for name in ("first", "second"):
+        path = page_store.model_checkpoint_path(name)
+        DetectorBox("fasterrcnn_mobilenet_v3_large_320_fpn", weights=None, device="cpu").save(path)
+        page_store.add_model(name, "fasterrcnn_mobilenet_v3_large_320_fpn", ["cow"], path)
+    at = page("models")
+    assert page_store.active_model().name == "second"  # the newest, until one is set
+    at.selectbox[0].select("first")
+    button(at, "Set active").click().run()
+    assert page_store.active_model().name == "first"
+    at.text_input(key="new_name").set_value("herd-v1")
+    button(at, "Rename").click().run()
+    assert [m.name for m in page_store.models()] == ["herd-v1", "second"]
+    at.selectbox[0].select("second")
+    at.checkbox(key="sure").check().run()  # Delete is disabled until confirmed
+    button(at, "Delete").click().run()
+    assert [m.name for m in page_store.models()] == ["herd-v1"]
+    assert not page_store.model_checkpoint_path("second").exists()
