@@ -1,4 +1,4 @@
-"""Make the README pictures: docs/demo-images.png and docs/home.png.
+"""Make the README pictures: docs/demo-images.png, docs/home.png and docs/train.png.
 
 Usage: python scripts/screenshots.py --data-dir data   (a data folder with the demo in it)
 """
@@ -33,7 +33,8 @@ def demo_grid(path: Path, columns: int = 4, rows: int = 2) -> None:
     Image.fromarray(grid).resize((columns * w // 2, rows * h // 2), Image.LANCZOS).save(path)
 
 
-def home(path: Path, data_dir: Path) -> None:
+def pages(data_dir: Path) -> None:
+    """docs/home.png and, when the folder has a finished training run, docs/train.png."""
     from playwright.sync_api import sync_playwright
 
     with serve_app(data_dir) as url, sync_playwright() as pw:
@@ -43,7 +44,17 @@ def home(path: Path, data_dir: Path) -> None:
         page.get_by_text("Labeled images", exact=True).wait_for(timeout=60_000)
         page.locator('[data-testid="stImage"] img').last.wait_for(timeout=30_000)
         page.wait_for_timeout(1500)
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(ROOT / "docs" / "home.png"), full_page=True)
+        page.set_viewport_size({"width": 1300, "height": 2300})  # the page scrolls inside; show it all
+        page.goto(url + "/train")
+        moo = page.get_by_text("Moo! mAP50").first
+        try:
+            moo.wait_for(timeout=30_000)
+        except Exception:  # no finished run in this folder
+            browser.close()
+            return
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(ROOT / "docs" / "train.png"), full_page=True)
         browser.close()
 
 
@@ -53,5 +64,5 @@ if __name__ == "__main__":
     args = parser.parse_args()
     (ROOT / "docs").mkdir(exist_ok=True)
     demo_grid(ROOT / "docs" / "demo-images.png")
-    home(ROOT / "docs" / "home.png", args.data_dir)
-    print("wrote docs/demo-images.png and docs/home.png")
+    pages(args.data_dir)
+    print("wrote docs/demo-images.png, docs/home.png and (with a finished run) docs/train.png")

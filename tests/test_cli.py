@@ -24,7 +24,7 @@ def cli(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess
 def trained(tmp_path_factory):
     """demo → train (2 iterations) once for the module."""
     data = tmp_path_factory.mktemp("cli") / "data"
-    demo = cli("demo", "--train", "4", "--val", "0", "--test", "3", "--size", "128x96", "--no-video", "--json",
+    demo = cli("demo", "--train", "6", "--val", "0", "--test", "3", "--size", "128x96", "--no-video", "--json",
                data_dir=data)
     assert demo.returncode == 0, demo.stderr
     train = cli("train", "--iterations", "2", "--name", "tiny", "--json", data_dir=data)
@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
 
 def test_demo_train_models(trained):
     data, demo, train = trained
-    assert demo["counts"]["splits"]["train"] == 4 and demo["counts"]["splits"]["test"] == 3
+    assert demo["counts"]["splits"]["train"] == 6 and demo["counts"]["splits"]["test"] == 3
     assert train["model"] == "tiny" and train["iterations"] == 2 and Path(train["checkpoint"]).is_file()
     assert Path(train["checkpoint"]).is_relative_to(data)
     models = json.loads(cli("models", "--json", data_dir=data).stdout)
@@ -87,7 +87,8 @@ def test_errors_are_one_line_without_traceback(trained, tmp_path, make_args, mes
 
 def test_train_on_empty_store_and_unknown_architecture(tmp_path):
     out = cli("train", "--iterations", "1", data_dir=tmp_path / "empty")
-    assert out.returncode == 2 and "no images to train" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "has 0 labeled images; label at least 5 more" in out.stderr
+    assert "Traceback" not in out.stderr
     out = cli("train", "--architecture", "yolo", data_dir=tmp_path / "empty")
     assert out.returncode == 2 and "fasterrcnn_resnet50_fpn" in out.stderr
 
@@ -104,3 +105,43 @@ def test_evaluate_without_trained_model_uses_pretrained_and_says_why(tmp_path):
         assert "ssd_mobilenet_v2_coco with COCO weights: no GPU here" in out.stderr
         assert json.loads(out.stdout)["model"] == "coco ssd_mobilenet_v2_coco"
     assert (data / "weights" / "ssd_mobilenet_v2_coco.pt").is_file()  # converted into the data folder
+
+
+def test_runs_and_resume(trained, tmp_path):
+    data, _, train = trained
+    runs = json.loads(cli("runs", "--json", data_dir=data).stdout)
+    assert runs[0]["id"] == train["run_id"] and runs[0]["status"] == "done"
+    assert set(runs[0]) >= {"id", "status", "iteration", "checkpoint_iteration"}
+    out = cli("train", "--resume", str(train["run_id"]), data_dir=data)
+    assert out.returncode == 2 and "is done; start a new run" in out.stderr
+    out = cli("train", "--resume", "999", data_dir=data)
+    assert out.returncode == 2 and "run 999: no such run" in out.stderr
+
+
+def test_interrupted_cli_run_resumes(tmp_path):
+    """A CLI run killed mid-way (as by Ctrl+C or a crash) resumes from its checkpoint."""
+    import signal
+    import time
+
+    data = tmp_path / "d"
+    assert cli("demo", "--train", "6", "--val", "0", "--test", "0", "--size", "128x96", "--no-video",
+               data_dir=data).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "cowdetect", "train", "--data-dir", str(data), "--weights", "none",
+                             "--architecture", "fasterrcnn_mobilenet_v3_large_320_fpn", "--iterations", "40",
+                             "--checkpoint-every", "4", "--eval-every", "0"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from cowdetect.store import Store
+    store = Store(data)
+    deadline = time.monotonic() + 180
+    while not (store.runs() and store.runs()[0]["checkpoint_iteration"] >= 4):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    runs = json.loads(cli("runs", "--json", data_dir=data).stdout)
+    assert runs[0]["status"] == "interrupted" and runs[0]["checkpoint_iteration"] >= 4
+    out = cli("train", "--resume", str(runs[0]["id"]), "--json", data_dir=data)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["status"] == "done" and result["iteration"] == 40 and result["model"]

@@ -142,6 +142,6 @@ def test_loss_is_finite_and_trains(weights_dir):
     model = box.model.train()
     nothing = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}
     empty = model([torch.rand(3, 64, 64), torch.rand(3, 80, 64)], [nothing, nothing])
-    assert float(empty["loss_box_reg"]) == 0.0 and torch.isfinite(empty["loss_classifier"])
+    assert float(empty["loss_box_reg"].detach()) == 0.0 and torch.isfinite(empty["loss_classifier"].detach())
     with pytest.raises(ValueError, match="batch_size: SSD needs 2 or more"):
         box.train(blocks_dataset(4), iterations=1, batch_size=1)
