@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+REQUIRED = os.environ.get("COWDETECT_REQUIRE_BROWSER") == "1"
+
+
+def require_chromium() -> None:
+    """Skip the test without chromium, or fail it where COWDETECT_REQUIRE_BROWSER=1 (CI)."""
+    import pytest
+
+    if not Path(CHROMIUM).exists():
+        if REQUIRED:
+            pytest.fail(f"chromium not found at {CHROMIUM} (install Debian's chromium)")
+        pytest.skip("chromium is not installed; set COWDETECT_REQUIRE_BROWSER=1 to make this a failure")
 
 
 def free_port() -> int:
@@ -48,3 +62,23 @@ def serve_app(data_dir: Path, timeout: float = 60.0) -> Iterator[str]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def demo_app(data_dir: Path, **demo: Any) -> Iterator[tuple[str, Any]]:
+    """Chromium checked, a small demo data folder made, the app served: yields (url, store)."""
+    require_chromium()
+    from cowdetect.demo import make_demo
+    from cowdetect.store import Store
+
+    store = Store(data_dir)
+    make_demo(store, video=False, **demo)
+    try:
+        with serve_app(data_dir) as url:
+            yield url, store
+    finally:
+        # Workers outlive the app by design; a test must not leave one training.
+        from cowdetect.jobs import pid_alive
+        for run in store.runs():
+            if pid_alive(run["pid"]):
+                os.kill(run["pid"], signal.SIGTERM)

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
-from apprunner import CHROMIUM_ARGS, serve_app
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-REQUIRED = os.environ.get("COWDETECT_REQUIRE_BROWSER") == "1"
+from apprunner import CHROMIUM, CHROMIUM_ARGS, demo_app
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        if REQUIRED:
-            pytest.fail(f"chromium not found at {CHROMIUM} (install Debian's chromium)")
-        pytest.skip("chromium is not installed; set COWDETECT_REQUIRE_BROWSER=1 to make this a failure")
-    from cowdetect.demo import make_demo
-    from cowdetect.store import Store
-
-    data = tmp_path_factory.mktemp("browser") / "data"
-    make_demo(Store(data), n_train=3, n_val=0, n_test=2, size=(160, 120), video=False)
-    with serve_app(data) as url:
+    with demo_app(tmp_path_factory.mktemp("browser") / "data", n_train=3, n_val=0, n_test=2,
+                  size=(160, 120)) as (url, _):
         yield url
 
 
