@@ -156,3 +156,13 @@ def test_threads_are_configurable(monkeypatch):
             set_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_validation_loss_changes_nothing(tiny_box, blocks):
+    from cowdetect.engine import validation_loss
+    before = {k: v.clone() for k, v in tiny_box.model.state_dict().items()}
+    losses = validation_loss(tiny_box.model, blocks, tiny_box.device)
+    assert set(losses) >= {"loss", "loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+    after = tiny_box.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and batch-norm statistics
+    assert not tiny_box.model.training

@@ -118,3 +118,17 @@ def test_queued_run_waits_for_the_device(job_store):
     assert job_store.run(second)["status"] == "queued"  # one run at a time per device
     wait_for(lambda: job_store.run(second)["status"] == "done", timeout=300, what="second run")
     assert job_store.run(first)["status"] == "done"
+
+
+def test_early_stopping_keeps_the_best_checkpoint(job_store):
+    run_id = jobs.create_training_run(job_store, settings(job_store, iterations=40, eval_every=2, patience=1,
+                                                          checkpoint_every=0))
+    done = jobs.run_training(job_store, run_id)
+    stopped_at = done["metrics"]["early_stopped_at"]
+    assert done["status"] == "done" and done["iteration"] == stopped_at < 40
+    val = job_store.points(run_id, "val")
+    assert [p["iteration"] for p in val][-1] == stopped_at
+    best = done["metrics"]["best"]
+    assert best["map_50"] == max(p["val_map_50"] for p in val)
+    model = job_store.model(done["model_id"])
+    assert model.params["best_iteration"] == best["iteration"]
