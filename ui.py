@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from cowdetect import DetectorBox
 from cowdetect.cli import data_dir_default
 from cowdetect.draw import draw_detections
 from cowdetect.images import load_image
@@ -63,18 +64,16 @@ def active_model_note(target: Store) -> str:
 
 
 @st.cache_resource(max_entries=2)
-def _load_detector(checkpoint: str, modified: float) -> "DetectorBox":
-    from cowdetect import DetectorBox
+def _load_detector(checkpoint: str, modified: float) -> DetectorBox:
     return DetectorBox.load(checkpoint)
 
 
 @st.cache_resource(max_entries=1)
-def _pretrained_detector(weights_dir: str) -> "DetectorBox":
-    from cowdetect import DetectorBox
+def _pretrained_detector(weights_dir: str) -> DetectorBox:
     return DetectorBox.pretrained(weights_dir=weights_dir)
 
 
-def detector(target: Store) -> "DetectorBox":
+def detector(target: Store) -> DetectorBox:
     """The shared, cached DetectorBox of the active model version (else the pretrained one).
     It follows the active model: a new active version or checkpoint loads anew. Never mutate it."""
     active = target.active_model()

@@ -13,7 +13,6 @@ import pickle
 from pathlib import Path
 from typing import Any, Sequence, overload
 
-import numpy as np
 import torch
 
 from . import models

@@ -110,12 +110,6 @@ def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def image_size(source: ImageSource) -> tuple[int, int]:
-    """(width, height) of an image source, decoding it fully (so bad files raise ValueError)."""
-    arr = load_image(source)
-    return arr.shape[1], arr.shape[0]
-
-
 def encode_image(rgb: np.ndarray, fmt: str = "JPEG", quality: int = 92) -> bytes:
     """Encode an RGB uint8 array (H, W, 3) as JPEG or PNG bytes."""
     buf = io.BytesIO()

@@ -22,7 +22,7 @@ import torch
 
 from .config import TrainConfig, to_dict
 from .detector import DetectorBox, read_checkpoint_meta, resolve_device
-from .engine import TrainingDivergedError, validation_loss
+from .engine import validation_loss
 from .models import get_architecture, train_defaults
 from .store import Store
 

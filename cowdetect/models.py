@@ -199,13 +199,6 @@ def has_frozen_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
 
 
-def num_classes_of(model: nn.Module) -> int:
-    """Number of class outputs (background included)."""
-    if hasattr(model, "cls_heads"):
-        return model.num_classes
-    return model.roi_heads.box_predictor.cls_score.out_features
-
-
 def replace_head(model: nn.Module, old_names: tuple[str, ...], new_names: tuple[str, ...],
                  init_from_matching: bool = True) -> nn.Module:
     """Give the model a fresh class head for ``new_names`` (index 0 = background).

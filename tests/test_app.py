@@ -3,11 +3,9 @@
 import os
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
-from cowdetect.store import Store
 
 
 def run_home(data_dir: Path) -> AppTest:
