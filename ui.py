@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 from cowdetect import DetectorBox
+from cowdetect.detector import CPU_REASON
 from cowdetect.cli import data_dir_default
 from cowdetect.draw import draw_detections
 from cowdetect.images import load_image
@@ -59,7 +60,7 @@ def active_model_note(target: Store) -> str:
 
     if torch.cuda.is_available() and coco_weights_available(GPU_ARCHITECTURE):
         return f"Detector: pretrained **{GPU_ARCHITECTURE}** with COCO weights (a GPU is present)."
-    why = "its COCO weights are not cached" if torch.cuda.is_available() else "no GPU here, and it runs fast on a CPU"
+    why = "its COCO weights are not cached" if torch.cuda.is_available() else CPU_REASON
     return f"Detector: pretrained **{DEFAULT_ARCHITECTURE}** with COCO weights (no trained model yet; {why})."
 
 
@@ -78,7 +79,7 @@ def detector(target: Store) -> DetectorBox:
     It follows the active model: a new active version or checkpoint loads anew. Never mutate it."""
     active = target.active_model()
     if active is None:
-        return _pretrained_detector(str(target.data_dir / "weights"))
+        return _pretrained_detector(str(target.weights_dir))
     return _load_detector(str(active.checkpoint), active.checkpoint.stat().st_mtime)
 
 

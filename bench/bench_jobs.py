@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cowdetect import DetectorBox, Store, TrainConfig, jobs, make_demo  # noqa: E402
+from cowdetect.config import from_dict  # noqa: E402
 
 BASE = "untrained:fasterrcnn_mobilenet_v3_large_320_fpn"
 
@@ -35,7 +36,7 @@ def main() -> None:
         make_demo(store, n_train=16, n_val=0, n_test=0, video=False)
         settings = jobs.training_settings(store, base=BASE, iterations=args.iterations, checkpoint_every=10,
                                           eval_every=0, test_split="", val_split="")
-        config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["config"].items()})
+        config = from_dict(TrainConfig, settings["config"])
         dataset = store.dataset("train")
         job_rates, direct_rates = [], []
         for repeat in range(args.repeats):

@@ -63,10 +63,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights_dir(store: Any) -> Path:
-    return store.data_dir / "weights"
-
-
 def _open_detector(args: argparse.Namespace, store: Any) -> tuple[Any, str, int | None]:
     """(DetectorBox, label, model id) from --model: a stored version, a checkpoint path,
     'untrained', 'coco' or 'pretrained'; default the newest stored version, else the
@@ -90,9 +86,9 @@ def _open_detector(args: argparse.Namespace, store: Any) -> tuple[Any, str, int 
     if spec in ("coco", "pretrained"):
         if args.architecture:
             box = DetectorBox(args.architecture, weights="coco", device=args.device,
-                              weights_dir=_weights_dir(store))
+                              weights_dir=store.weights_dir)
         else:
-            box = DetectorBox.pretrained(args.device, weights_dir=_weights_dir(store))
+            box = DetectorBox.pretrained(args.device, weights_dir=store.weights_dir)
         print(f"model: {box.origin}", file=sys.stderr)
         return box, f"coco {box.architecture}", None
     if spec.endswith(".pt") and Path(spec).exists():

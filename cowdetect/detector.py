@@ -27,6 +27,8 @@ from .metrics import EvalResult, evaluate_detections
 from .weights import WeightsUnavailableError
 
 CHECKPOINT_FORMAT = "cowdetect-checkpoint"
+# Why the CPU default is chosen (said by DetectorBox.pretrained, the app and the CLI).
+CPU_REASON = "no GPU here, and it runs fast on a CPU"
 CHECKPOINT_VERSION = 1
 
 
@@ -127,7 +129,7 @@ class DetectorBox:
             except WeightsUnavailableError as exc:
                 why = f"the COCO weights of {GPU_ARCHITECTURE} are not available offline ({str(exc)[:120]}…)"
         else:
-            why = "no GPU here, and it runs fast on a CPU"
+            why = CPU_REASON
         box = cls(DEFAULT_ARCHITECTURE, weights="coco", classes=classes, device=str(dev), weights_dir=weights_dir)
         box.origin = f"{DEFAULT_ARCHITECTURE} with COCO weights: {why}"
         return box

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from .config import TrainConfig, to_dict
+from .config import TrainConfig, from_dict, to_dict
 from .detector import DetectorBox, read_checkpoint_meta, resolve_device
 from .engine import validation_loss
 from .models import get_architecture, train_defaults
@@ -167,9 +167,9 @@ def estimate_seconds(store: Store, settings: dict[str, Any], steps: int = 2) -> 
 
     Returns seconds_per_iteration and total_seconds (iterations only; evaluations add more).
     """
-    config = TrainConfig(**{**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["config"].items()},
-                            "iterations": steps + 1, "checkpoint_every": 0, "warmup_iterations": 0})
-    box, _ = _open_base(store, settings)
+    config = from_dict(TrainConfig, {**settings["config"], "iterations": steps + 1, "checkpoint_every": 0,
+                                     "warmup_iterations": 0})
+    box = _open_base(store, settings)
     history = box.train(store.dataset(settings["train_split"]), config=config)
     per = (history[-1]["seconds"] - history[0]["seconds"]) / max(1, len(history) - 1)
     return {"seconds_per_iteration": per, "total_seconds": per * settings["config"]["iterations"]}
@@ -208,18 +208,23 @@ def _wait_for_turn(store: Store, run_id: int, device: str, log: Log) -> bool:
         time.sleep(1.0)
 
 
-def _open_base(store: Store, settings: dict[str, Any]) -> tuple[DetectorBox, int | None]:
+def _parent_id(store: Store, base: str) -> int | None:
+    """The stored version a run starts from, or None for pretrained / untrained bases."""
+    if base == "pretrained" or base.startswith(("coco:", "untrained:")):
+        return None
+    return store.model(base).id
+
+
+def _open_base(store: Store, settings: dict[str, Any]) -> DetectorBox:
     base, device = settings["base"], settings["device"]
-    weights_dir = store.data_dir / "weights"
     if base == "pretrained":
-        return DetectorBox.pretrained(device, weights_dir=weights_dir), None
+        return DetectorBox.pretrained(device, weights_dir=store.weights_dir)
     if base.startswith("coco:"):
-        return DetectorBox(base.split(":", 1)[1], weights="coco", device=device, weights_dir=weights_dir), None
+        return DetectorBox(base.split(":", 1)[1], weights="coco", device=device, weights_dir=store.weights_dir)
     if base.startswith("untrained:"):
         torch.manual_seed(settings["config"]["seed"])
-        return DetectorBox(base.split(":", 1)[1], weights=None, classes=store.classes(), device=device), None
-    record = store.model(base)
-    return DetectorBox.load(record.checkpoint, device=device), record.id
+        return DetectorBox(base.split(":", 1)[1], weights=None, classes=store.classes(), device=device)
+    return DetectorBox.load(store.model(base).checkpoint, device=device)
 
 
 def run_training(store: Store, run_id: int, log: Log | None = None, log_every: float = 5.0) -> dict[str, Any]:
@@ -265,7 +270,7 @@ def _fail(store: Store, run_id: int, message: str) -> None:
 def _train(store: Store, run_id: int, settings: dict[str, Any], folder: Path, log: Log,
            log_every: float) -> dict[str, Any]:
     run = store.run(run_id)
-    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["config"].items()})
+    config = from_dict(TrainConfig, settings["config"])
     train_set = store.dataset(settings["train_split"])
     val_set = store.dataset(settings["val_split"]) if settings["val_split"] else None
     test_set = store.dataset(settings["test_split"]) if settings["test_split"] else None
@@ -275,8 +280,9 @@ def _train(store: Store, run_id: int, settings: dict[str, Any], folder: Path, lo
         test_set = None
     metrics = dict(run["metrics"])
     start, optimizer_state = 0, None
-    box, parent_id = _open_base(store, settings)
+    parent_id = _parent_id(store, settings["base"])
     if run["checkpoint"] and run["checkpoint_iteration"]:
+        # Resuming: the checkpoint holds the model, so the base is not built at all.
         checkpoint = store.inside(run["checkpoint"])
         box = DetectorBox.load(checkpoint, device=settings["device"])
         optimizer_state = read_checkpoint_meta(checkpoint)["optimizer"]
@@ -284,6 +290,7 @@ def _train(store: Store, run_id: int, settings: dict[str, Any], folder: Path, lo
         store.drop_points_after(run_id, start)
         log(f"run {run_id}: resuming from iteration {start}")
     else:
+        box = _open_base(store, settings)
         store.drop_points_after(run_id, 0)
         if test_set is not None and "before" not in metrics:
             log(f"run {run_id}: measuring mAP on {settings['test_split']} before training")

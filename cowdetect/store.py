@@ -226,6 +226,11 @@ class Store:
     def models_dir(self) -> Path:
         return self.data_dir / "models"
 
+    @property
+    def weights_dir(self) -> Path:
+        """Where converted pretrained weights are kept (see cowdetect.ssd_weights)."""
+        return self.data_dir / "weights"
+
     # -- classes ------------------------------------------------------------------------
     def classes(self) -> tuple[str, ...]:
         """The dataset's foreground class names, in creation order ('cow' first)."""
