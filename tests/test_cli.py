@@ -145,3 +145,12 @@ def test_interrupted_cli_run_resumes(tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["status"] == "done" and result["iteration"] == 40 and result["model"]
+
+
+@pytest.mark.parametrize("size", ["640", "axb", "10x10"])
+def test_demo_bad_size_stores_nothing(tmp_path, capsys, size):
+    from cowdetect.cli import main
+    assert main(["demo", "--size", size, "--no-video", "--data-dir", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "size" in err
+    assert not list((tmp_path / "d").rglob("*.jpg"))

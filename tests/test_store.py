@@ -150,3 +150,19 @@ def test_predictions_are_kept_per_model_apart_from_ground_truth(store):
     np.testing.assert_array_equal(store.boxes(rec.id).xyxy, [[1, 1, 20, 20]])  # ground truth untouched
     store.set_predictions(rec.id, model.id, Detections.empty(coco_like, scored=True))
     assert len(store.predictions(rec.id, model.id)) == 0 and len(store.boxes(rec.id)) == 1
+
+
+def test_bad_rename_changes_nothing(store):
+    for name in ("a", "b"):
+        path = store.model_checkpoint_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        store.add_model(name, "arch", ["cow"], path)
+    before = snapshot(store)
+    with pytest.raises(ValueError, match="is taken"):
+        store.rename_model("a", "b")
+    with pytest.raises(ValueError, match="name: expected letters"):
+        store.rename_model("a", "../evil")
+    with pytest.raises(ValueError, match="no version called 'zzz'"):
+        store.set_active_model("zzz")
+    assert snapshot(store) == before
