@@ -182,7 +182,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .store import Store
 
     jobs.install_sigterm_handler()
-    jobs.run_training(Store(args.data_dir), args.run_id)
+    jobs.run_job(Store(args.data_dir), args.run_id)
     return 0
 
 
@@ -203,6 +203,63 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(f"{label} on {args.split} ({result.num_images} images, {result.num_ground_truth} boxes): "
               f"mAP {result.map:.4f}  mAP50 {result.map_50:.4f}  mAP75 {result.map_75:.4f}")
+    return 0
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    import shutil
+
+    from . import jobs
+    from .config import TrackConfig
+    from .store import Store
+
+    store = Store(args.data_dir)
+    if args.video == "demo":
+        demo = [v for v in store.videos() if v["original_name"] == "demo-cows.mp4"]
+        if not demo:
+            raise ValueError("no demo video in this data folder; run: python -m cowdetect demo")
+        video_id = demo[-1]["id"]
+    else:
+        path = Path(args.video)
+        if not path.is_file():
+            raise ValueError(f"video {path}: no such file")
+        gt_text = Path(args.gt).read_text() if args.gt else None
+        video_id = jobs.add_video(store, path.read_bytes(), path.name, gt_text)
+    defaults = TrackConfig()
+    config = {k: v for k, v in {
+        "score_threshold": args.score_threshold, "distance": args.distance,
+        "distance_threshold": args.distance_threshold, "hit_counter_max": args.hit_counter_max,
+        "initialization_delay": args.initialization_delay, "detect_every": args.detect_every,
+        "batch_size": args.batch_size}.items() if v is not None and v != getattr(defaults, k)}
+    settings = jobs.tracking_settings(store, video_id, model=args.model, device=args.device, **config)
+    run_id = jobs.create_tracking_run(store, settings)
+    print(f"run {run_id}: tracking with {settings['model_label']}", file=sys.stderr)
+    run = jobs.run_tracking(store, run_id)
+    outputs = jobs.track_outputs(store, run_id)
+    metrics = dict(run["metrics"])
+    if args.gt and args.video == "demo":
+        from .mot import mot_scores, read_mot
+        metrics["mot"] = mot_scores(read_mot(args.gt), read_mot(outputs["mot"]),
+                                    num_frames=metrics["summary"]["frames"])
+    for target, key in ((args.out, "video"), (args.mot, "mot"), (args.csv, "csv")):
+        if target:
+            shutil.copyfile(outputs[key], target)
+    summary = metrics["summary"]
+    report = {"run_id": run_id, "status": run["status"], "model": settings["model_label"],
+              "frames": summary["frames"], "video_fps": summary["video_fps"], "fps": summary["fps"],
+              "seconds": summary["seconds"], "tracks": summary["num_tracks"], "unique_cows": summary["num_tracks"],
+              "max_cows_in_frame": summary["max_cows_in_frame"], "warning": summary["warning"],
+              "out": args.out, **({"mota": metrics["mot"]["mota"], "idf1": metrics["mot"]["idf1"],
+                                    "id_switches": metrics["mot"]["id_switches"],
+                                    "fragmentations": metrics["mot"]["fragmentations"]} if "mot" in metrics else {})}
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"{report['frames']} frames at {report['fps']:.1f} fps: {report['unique_cows']} cows tracked "
+              f"(at most {report['max_cows_in_frame']} at once); wrote {args.out}"
+              + (f"; MOTA {report['mota']:.3f}, IDF1 {report['idf1']:.3f}" if "mota" in report else ""))
+        if report["warning"]:
+            print(f"warning: {report['warning']}", file=sys.stderr)
     return 0
 
 
@@ -292,10 +349,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.set_defaults(func=cmd_evaluate)
 
+    p = add("track", "follow each cow through a video (Norfair); write the annotated video and tracks")
+    p.add_argument("video", help="a video file, or 'demo' for the demo video (it has ground truth)")
+    p.add_argument("--out", required=True, help="annotated H.264 MP4 to write")
+    p.add_argument("--model", default="active",
+                   help="stored model name or id, or 'pretrained' (default: the active version, else pretrained)")
+    p.add_argument("--gt", help="MOTChallenge ground truth for VIDEO: prints MOTA and IDF1")
+    p.add_argument("--mot", help="also write the tracks as MOTChallenge text")
+    p.add_argument("--csv", help="also write the tracks as CSV (frame, time_s, id, x1, y1, x2, y2, score)")
+    p.add_argument("--score-threshold", type=float, default=None, help="default 0.4")
+    p.add_argument("--distance", choices=["iou", "centroid"], default=None, help="default iou")
+    p.add_argument("--distance-threshold", type=float, default=None, help="default: iou 0.8, centroid 0.5")
+    p.add_argument("--hit-counter-max", type=int, default=None, help="frames a lost track survives (default 30)")
+    p.add_argument("--initialization-delay", type=int, default=None, help="frames before a new id (default 3)")
+    p.add_argument("--detect-every", type=int, default=None, help="detect every k-th frame (default 3)")
+    p.add_argument("--batch-size", type=int, default=None, help="frames per detector batch (default 4)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_track)
+
     p = add("models", "list stored model versions")
     p.set_defaults(func=cmd_models)
 
-    p = add("runs", "list training runs: id, status, iteration, checkpoint_iteration")
+    p = add("runs", "list training and tracking runs: id, kind, status, progress, checkpoint_iteration")
     p.set_defaults(func=cmd_runs)
 
     p = add("worker", "run one queued job (the app starts these in the background)")

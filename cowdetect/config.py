@@ -109,3 +109,49 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     return from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """Video tracking settings. Defaults were chosen on the demo video (see README, Tracking)."""
+
+    # Detections below this score are not given to the tracker.
+    score_threshold: float = 0.4
+    # Class names to follow; other detections (a COCO model's people, dogs) are ignored.
+    classes: tuple[str, ...] = ("cow",)
+    # How a detection is matched to a track: 'iou' (1 - IoU of the boxes) or 'centroid'
+    # (distance between box centres in units of the track's box diagonal). See tracking.DISTANCES.
+    distance: str = "iou"
+    # Largest distance that still matches; None takes the distance's own default.
+    distance_threshold: float | None = None
+    # Frames a track survives without a matching detection (Norfair's hit_counter_max):
+    # long enough to bridge a cow walking behind another (~1.2 s at 25 fps).
+    hit_counter_max: int = 30
+    # Frames a new track must be seen before it gets an id (filters one-frame false positives).
+    initialization_delay: int = 3
+    # Run the detector on every k-th frame; Norfair's Kalman filter predicts in between.
+    detect_every: int = 3
+    # Frames sent to the detector together (batching raises CPU throughput).
+    batch_size: int = 4
+    # Frames larger than this (longest side, px) are downscaled for detection and the boxes
+    # mapped back: 4K frames cost no more to detect than 720p ones.
+    max_detect_side: int = 1280
+    # The annotated video is downscaled to this longest side (browsers, file size).
+    max_output_side: int = 1920
+    # Frames of centre history drawn behind each cow.
+    trail_length: int = 25
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        for name in ("hit_counter_max", "detect_every", "batch_size", "max_detect_side", "max_output_side"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)}")
+        if self.initialization_delay < 0 or self.initialization_delay >= self.hit_counter_max:
+            raise ValueError(f"initialization_delay: expected 0 to hit_counter_max - 1 ({self.hit_counter_max - 1}),"
+                             f" got {self.initialization_delay}")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"score_threshold: expected 0 to 1, got {self.score_threshold}")
+        if self.trail_length < 0:
+            raise ValueError(f"trail_length: expected 0 or more, got {self.trail_length}")
+        if not self.classes:
+            raise ValueError("classes: expected at least one class name to track")

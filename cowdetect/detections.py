@@ -121,6 +121,10 @@ class Detections:
         """Keep boxes whose score is >= threshold (all boxes when unscored)."""
         return self if self.score is None else self[self.score >= threshold]
 
+    def scaled(self, factor: float) -> Detections:
+        """Boxes multiplied by ``factor`` (map boxes found on a resized image back to the original)."""
+        return Detections(self.xyxy * np.float32(factor), self.class_id, self.score, self.class_names)
+
     def with_class_names(self, class_names: tuple[str, ...]) -> Detections:
         """Re-index onto another vocabulary by name, dropping classes it does not have."""
         lookup = {name: i for i, name in enumerate(class_names)}

@@ -1,8 +1,9 @@
-"""Background jobs: a training run is a row in the store, run by one function in its own process.
+"""Background jobs: a training or tracking run is a row in the store, run by one function in its own process.
 
-``create_training_run`` writes the row (status ``queued``); ``start_worker`` spawns
-``python -m cowdetect worker RUN_ID``, which calls :func:`run_training` — the very function
-the CLI's ``train`` runs in the foreground. The job writes progress points, checkpoints and
+``create_training_run`` / ``create_tracking_run`` write the row (status ``queued``);
+``start_worker`` spawns ``python -m cowdetect worker RUN_ID``, which calls :func:`run_job` →
+:func:`run_training` or :func:`run_tracking` — the very functions the CLI's ``train`` and
+``track`` run in the foreground. The job writes progress points, checkpoints and
 its status to the store; pages only read those rows and write commands (stop, resume).
 A closed browser, a second viewer, a server restart or ``kill -9`` are ordinary cases: a run
 whose process is gone is marked ``interrupted`` and resumes from its last checkpoint.
@@ -117,17 +118,19 @@ def training_settings(store: Store, base: str = "pretrained", iterations: int = 
             "name": name, "config": to_dict(config)}
 
 
-def create_training_run(store: Store, settings: dict[str, Any]) -> int:
-    """Queue a training run with checked ``settings`` (see :func:`training_settings`).
-
-    A second identical request while the first is still queued or running returns the first
-    run's id instead of a duplicate (two clicks on Start make one job).
-    """
+def _create_run(store: Store, kind: str, settings: dict[str, Any], total: int) -> int:
+    """Queue a run; an identical request while the first is still queued or running returns the
+    first run's id instead of a duplicate (two clicks on Start make one job)."""
     mark_interrupted(store)
-    for run in store.runs("train"):
+    for run in store.runs(kind):
         if run["status"] in ACTIVE and run["params"] == settings:
             return run["id"]
-    return store.add_run("train", settings, total=settings["config"]["iterations"])
+    return store.add_run(kind, settings, total=total)
+
+
+def create_training_run(store: Store, settings: dict[str, Any]) -> int:
+    """Queue a training run with checked ``settings`` (see :func:`training_settings`); returns its id."""
+    return _create_run(store, "train", settings, settings["config"]["iterations"])
 
 
 def start_worker(store: Store, run_id: int) -> int:
@@ -191,14 +194,14 @@ def progress(store: Store, run_id: int) -> dict[str, Any]:
 # -- the job itself ------------------------------------------------------------------------
 
 def _wait_for_turn(store: Store, run_id: int, device: str, log: Log) -> bool:
-    """One run at a time per device: wait while an older run holds it. False if stopped while waiting."""
+    """One run (training or tracking) at a time per device: wait while another holds it. False if stopped while waiting."""
     told = False
     while True:
         mark_interrupted(store)
         me = store.run(run_id)
         if me["stop_requested"]:
             return False
-        busy = [r for r in store.runs("train") if r["id"] != run_id and r["status"] == "running"
+        busy = [r for r in store.runs() if r["id"] != run_id and r["status"] == "running"
                 and r["device"] == device and pid_alive(r["pid"])]
         if not busy:
             return True
@@ -413,3 +416,167 @@ def install_sigterm_handler() -> None:
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, handler)
 
+
+
+# -- tracking ------------------------------------------------------------------------------
+
+# What a tracking run leaves in runs/run-N/.
+TRACK_FILES = {"video": "tracked.mp4", "mot": "tracks.mot.txt", "csv": "tracks.csv", "preview": "preview.jpg"}
+
+
+def add_video(store: Store, data: bytes, name: str, ground_truth: str | None = None) -> int:
+    """Check and store an uploaded video (and optional MOTChallenge ground truth); returns its id.
+
+    The bytes are probed from a scratch file inside the data folder before anything is
+    stored, so a file that is not a video, or has no decodable frame, changes nothing.
+
+    Raises:
+        ValueError: an unknown file type, not a video, no frames, or ground truth that is not
+            MOTChallenge text.
+    """
+    from .mot import read_mot
+    from .video import VIDEO_SUFFIXES, probe_video
+
+    suffix = Path(name).suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"{name}: expected a video file ({', '.join(VIDEO_SUFFIXES)}), got {suffix or 'no extension'}")
+    if not data:
+        raise ValueError(f"{name}: the file is empty")
+    scratch = store.inside("tmp")
+    scratch.mkdir(parents=True, exist_ok=True)
+    probe_path = scratch / f"probe-{os.getpid()}-{time.monotonic_ns()}{suffix}"
+    try:
+        probe_path.write_bytes(data)
+        try:
+            info = probe_video(probe_path)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(probe_path.name, Path(name).name)) from None
+        if ground_truth is not None:
+            gt_path = probe_path.with_suffix(".gt.txt")
+            gt_path.write_text(ground_truth)
+            try:
+                read_mot(gt_path)
+            finally:
+                gt_path.unlink(missing_ok=True)
+    finally:
+        probe_path.unlink(missing_ok=True)
+    return store.add_video(data, Path(name).name, info.width, info.height, info.fps, info.frames, ground_truth)
+
+
+def tracking_settings(store: Store, video_id: int, model: str = "active", device: str = "auto",
+                      **config: Any) -> dict[str, Any]:
+    """Check and complete the settings of a tracking run.
+
+    ``model``: 'active' (the active model version, else the pretrained detector), 'pretrained',
+    or a stored model version's name or id. ``config``: :class:`~cowdetect.config.TrackConfig` fields.
+
+    Raises:
+        ValueError: an unknown video, model or setting.
+    """
+    from .config import TrackConfig
+    from .tracking import get_distance
+
+    videos = {v["id"]: v for v in store.videos()}
+    if video_id not in videos:
+        raise ValueError(f"video {video_id}: no such stored video (stored: {sorted(videos) or 'none'})")
+    track_config = from_dict(TrackConfig, config)
+    get_distance(track_config.distance)
+    if model == "active":
+        active = store.active_model()
+        model = str(active.id) if active is not None else "pretrained"
+    if model != "pretrained":
+        record = store.model(model)
+        model, label = str(record.id), record.name
+    else:
+        label = "pretrained COCO"
+    return {"video_id": video_id, "model": model, "model_label": label, "device": str(resolve_device(device)),
+            "config": to_dict(track_config)}
+
+
+def create_tracking_run(store: Store, settings: dict[str, Any]) -> int:
+    """Queue a tracking run with checked ``settings`` (see :func:`tracking_settings`); returns its id."""
+    video = next(v for v in store.videos() if v["id"] == settings["video_id"])
+    return _create_run(store, "track", settings, int(video["frames"] or 0))
+
+
+def track_outputs(store: Store, run_id: int) -> dict[str, Path]:
+    """Absolute paths of a tracking run's files (video, mot, csv, preview); they may not exist yet."""
+    folder = store.inside(Path("runs") / f"run-{run_id}")
+    return {key: folder / name for key, name in TRACK_FILES.items()}
+
+
+def run_tracking(store: Store, run_id: int, log: Log | None = None) -> dict[str, Any]:
+    """Run tracking run ``run_id`` to its end; the job function of workers and the CLI's ``track``.
+
+    Writes progress (frames done) and a preview frame about once a second, honours stop
+    requests (the files keep what was done), and at the end stores the summary — and MOTA /
+    IDF1 when the video has ground truth — in the run's metrics. Returns the final row.
+    """
+    from .config import TrackConfig
+    from .images import encode_image
+    from .files import atomic_write_bytes
+    from .tracking import track_video
+
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    run = store.run(run_id)
+    if run["kind"] != "track":
+        raise ValueError(f"run {run_id} is a {run['kind']} run, not a tracking run")
+    if run["status"] not in ACTIVE:
+        raise ValueError(f"run {run_id} is {run['status']}; queue it again first")
+    settings = run["params"]
+    store.update_run(run_id, pid=os.getpid(), device=settings["device"])
+    if not _wait_for_turn(store, run_id, settings["device"], log):
+        store.update_run(run_id, status="stopped", finished_at=_now())
+        return store.run(run_id)
+    store.update_run(run_id, status="running", started_at=_now(), iteration=0, error=None)
+    try:
+        video = next((v for v in store.videos() if v["id"] == settings["video_id"]), None)
+        if video is None:
+            raise ValueError(f"video {settings['video_id']} is no longer stored")
+        model = settings["model"]
+        box = DetectorBox.pretrained(settings["device"], weights_dir=store.weights_dir) if model == "pretrained" \
+            else DetectorBox.load(store.model(int(model)).checkpoint, device=settings["device"])
+        outputs = track_outputs(store, run_id)
+        outputs["video"].parent.mkdir(parents=True, exist_ok=True)
+        log(f"run {run_id}: tracking {video['original_name']} ({video['frames']} frames) with "
+            f"{settings['model_label']} ({box.architecture})")
+        state = {"last": 0.0}
+
+        def on_progress(done: int, total: int, frame: Any) -> bool:
+            now = time.monotonic()
+            if now - state["last"] < 1.0 and done != total:
+                return True
+            state["last"] = now
+            atomic_write_bytes(outputs["preview"], encode_image(frame, "JPEG", 85))
+            store.update_run(run_id, iteration=done, total=max(total, done))
+            return not store.run(run_id)["stop_requested"]
+
+        result = track_video(video["path"], box, outputs["video"], outputs["mot"], outputs["csv"],
+                             from_dict(TrackConfig, settings["config"]), progress=on_progress)
+        metrics = {"summary": result.as_dict()}
+        if video["gt_path"] is not None and result.frames:
+            from .mot import mot_scores, read_mot
+            metrics["mot"] = mot_scores(read_mot(video["gt_path"]), read_mot(outputs["mot"]),
+                                        num_frames=result.frames)
+        status = "stopped" if result.stopped else "done"
+        store.update_run(run_id, status=status, iteration=result.frames, total=max(result.frames,
+                         result.frames_expected), metrics=metrics, error=result.warning, finished_at=_now())
+        log(f"run {run_id}: {status}; {result.frames} frames at {result.fps:.1f} fps, {result.num_tracks} tracks"
+            + (f"; MOTA {metrics['mot']['mota']:.3f} IDF1 {metrics['mot']['idf1']:.3f}" if "mot" in metrics else "")
+            + (f"; {result.warning}" if result.warning else ""))
+        return store.run(run_id)
+    except KeyboardInterrupt:
+        store.update_run(run_id, status="interrupted", error="interrupted (Ctrl+C or SIGTERM)", finished_at=_now())
+        raise
+    except BaseException as exc:
+        _fail(store, run_id, str(exc))
+        raise
+
+
+def run_job(store: Store, run_id: int, log: Log | None = None) -> dict[str, Any]:
+    """Run any queued run by its kind (what ``python -m cowdetect worker RUN_ID`` does)."""
+    kind = store.run(run_id)["kind"]
+    runners: dict[str, Callable[..., dict[str, Any]]] = {"train": run_training, "track": run_tracking}
+    if kind not in runners:
+        raise ValueError(f"run {run_id}: unknown kind {kind!r}; expected one of {sorted(runners)}")
+    return runners[kind](store, run_id, log=log)

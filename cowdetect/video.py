@@ -1,60 +1,280 @@
-"""Reading and writing video files.
+"""Reading and writing video files (PyAV, i.e. FFmpeg).
 
-Writing uses PyAV's libx264 (H.264, yuv420p, faststart) because browsers play that and
-OpenCV's pip wheels cannot encode it. Reading uses OpenCV.
+Writing uses libx264 (H.264, yuv420p, faststart MP4) because browsers play that and
+OpenCV's pip wheels cannot encode it. Reading decodes with FFmpeg's own threads, turns
+frames upright by the file's rotation metadata, and keeps each frame's timestamp, so
+variable-frame-rate phone videos keep their true times. Frames are streamed one at a time:
+memory stays constant however long the video is.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import av
-import cv2
 import numpy as np
 
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg")
 
-def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: float = 25.0, crf: int = 23) -> int:
-    """Encode RGB uint8 frames (H, W, 3; all the same size) to an H.264 MP4; returns the frame count.
 
-    Odd widths or heights are cropped by one pixel (yuv420p needs even sizes).
-    """
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video. Sizes are as displayed (after rotation)."""
+
+    width: int
+    height: int
+    fps: float          # average frame rate (frames / duration); 0 when unknown
+    frames: int         # frame count in the header; 0 when the container does not say
+    duration: float     # seconds; 0 when unknown
+    rotation: int       # degrees counter-clockwise that frames are turned to show upright
+    codec: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: its index from 0, its time in seconds and the RGB uint8 pixels (H, W, 3)."""
+
+    index: int
+    time: float
+    rgb: np.ndarray
+
+
+def _open(path: str | Path) -> Any:
     path = Path(path)
-    count = 0
-    with av.open(str(path), mode="w", options={"movflags": "+faststart"}) as container:
-        stream = None
-        for frame in frames:
-            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-                raise ValueError(f"frame {count}: expected an RGB uint8 (H, W, 3) array, got {frame.dtype} {frame.shape}")
-            h, w = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
-            if stream is None:
-                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-                stream.width, stream.height = w, h
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
-            elif (h, w) != (stream.height, stream.width):
-                raise ValueError(f"frame {count}: size {w}x{h} differs from the first frame's "
-                                 f"{stream.width}x{stream.height}")
-            packet_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format="rgb24")
-            container.mux(stream.encode(packet_frame))
-            count += 1
-        if stream is None:
-            raise ValueError("frames: no frames to write")
-        container.mux(stream.encode(None))
-    return count
+    if not path.is_file():
+        raise ValueError(f"video {path}: no such file")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)  # FFmpeg's reason, without the path
+        raise ValueError(f"video {path.name}: not a video file FFmpeg can read ({reason})") from None
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"video {path.name}: the file has no video stream")
+    return container
+
+
+def _first_frame_rotation(stream: Any) -> int | None:
+    """The display rotation (counter-clockwise degrees, a multiple of 90) of the first frame that
+    decodes, or None when none does."""
+    try:
+        for frame in stream.container.decode(stream):
+            return int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+    except av.FFmpegError:
+        pass
+    return None
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Read a video's size, frame rate, frame count, duration and rotation without decoding it all.
+
+    Raises:
+        ValueError: not a file, not a video, no video stream, or no frame can be decoded.
+    """
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+        if not duration and container.duration:
+            duration = container.duration / av.time_base
+        frames = int(stream.frames or 0)
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else (frames / duration if frames and duration else 0.0)
+        codec = stream.codec_context.name
+        stream.thread_type = "AUTO"
+        rotation = _first_frame_rotation(stream)
+    if rotation is None or not width or not height:
+        raise ValueError(f"video {Path(path).name}: the video has no frame that can be decoded")
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(width, height, round(fps, 3), frames, round(duration, 3), rotation, codec)
+
+
+class VideoReader:
+    """Iterate a video's frames (:class:`Frame`, RGB, upright) decoded on a background thread.
+
+    Decoding runs ahead of the consumer by at most ``prefetch`` frames, so the detector never
+    waits for FFmpeg and memory stays bounded. A file that is cut off or damaged does not
+    raise mid-way: iteration ends, and :attr:`error` says what went wrong and
+    :attr:`frames_read` how far it got.
+    """
+
+    def __init__(self, path: str | Path, prefetch: int = 8) -> None:
+        self.path = Path(path)
+        self.info = probe_video(path)
+        self.frames_read = 0
+        self.error: str | None = None
+        self._queue: queue.Queue[Frame | None] = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _decode(self) -> None:
+        k = self.info.rotation // 90
+        first_pts = None
+        try:
+            with _open(self.path) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                index = 0
+                for packet_frame in container.decode(stream):
+                    if self._stop.is_set():
+                        return
+                    rgb = packet_frame.to_ndarray(format="rgb24")
+                    if k:
+                        rgb = np.ascontiguousarray(np.rot90(rgb, k))
+                    pts = packet_frame.time if packet_frame.time is not None else None
+                    if pts is not None and first_pts is None:
+                        first_pts = pts
+                    t = (pts - first_pts) if pts is not None and first_pts is not None else \
+                        index / (self.info.fps or 25.0)
+                    self._put(Frame(index, round(float(t), 6), rgb))
+                    index += 1
+        except (av.FFmpegError, ValueError, OSError) as exc:
+            self.error = f"decoding stopped at frame {self.frames_read}: {exc}"
+        finally:
+            self._put(None)
+
+    def _put(self, item: Frame | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._thread is not None:
+            raise RuntimeError("a VideoReader can be iterated once")
+        self._thread = threading.Thread(target=self._decode, name="video-decode", daemon=True)
+        self._thread.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    break
+                self.frames_read += 1
+                yield item
+        finally:
+            self.close()
+        if self.error is None and self.info.frames and self.frames_read < self.info.frames - 1:
+            # FFmpeg sometimes ends quietly on a truncated file; the header's count tells.
+            self.error = (f"the video ended at frame {self.frames_read} of the {self.info.frames} its header "
+                          f"announces (the file is cut off or damaged)")
+
+    def close(self) -> None:
+        """Stop decoding (safe to call twice)."""
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=5)
 
 
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Yield the frames of a video file as RGB uint8 arrays (H, W, 3), one at a time."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise ValueError(f"video {path}: cannot be opened (not a video, or an unsupported codec)")
-    try:
+    """Yield the frames of a video file as RGB uint8 arrays (H, W, 3), upright, one at a time."""
+    for frame in VideoReader(path):
+        yield frame.rgb
+
+
+class VideoWriter:
+    """Encode RGB uint8 frames (H, W, 3; all one size) to an H.264 MP4 that browsers play.
+
+    ``background=True`` encodes on a thread (bounded queue), off the caller's path. Odd widths
+    or heights are cropped by one pixel (yuv420p needs even sizes). Use as a context manager;
+    :attr:`count` is the number of frames written.
+    """
+
+    def __init__(self, path: str | Path, fps: float = 25.0, crf: int = 23, preset: str = "veryfast",
+                 background: bool = False, queue_size: int = 8) -> None:
+        if not fps > 0:
+            raise ValueError(f"fps: expected a positive frame rate, got {fps}")
+        self.path = Path(path)
+        self.count = 0
+        self._fps, self._crf, self._preset = fps, crf, preset
+        self._container = av.open(str(self.path), mode="w", options={"movflags": "+faststart"})
+        self._stream: Any = None
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[np.ndarray | None] | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._queue = queue.Queue(maxsize=queue_size)
+            self._thread = threading.Thread(target=self._drain, name="video-encode", daemon=True)
+            self._thread.start()
+
+    def _encode(self, frame: np.ndarray) -> None:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"frame {self.count}: expected an RGB uint8 (H, W, 3) array, got {frame.dtype} "
+                             f"{frame.shape}")
+        h, w = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
+        if self._stream is None:
+            self._stream = self._container.add_stream("libx264", rate=Fraction(self._fps).limit_denominator(1001))
+            self._stream.width, self._stream.height = w, h
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"crf": str(self._crf), "preset": self._preset}
+        elif (h, w) != (self._stream.height, self._stream.width):
+            raise ValueError(f"frame {self.count}: size {w}x{h} differs from the first frame's "
+                             f"{self._stream.width}x{self._stream.height}")
+        packet_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format="rgb24")
+        self._container.mux(self._stream.encode(packet_frame))
+        self.count += 1
+
+    def _drain(self) -> None:
+        assert self._queue is not None
         while True:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    finally:
-        capture.release()
+            frame = self._queue.get()
+            if frame is None:
+                return
+            if self._error is None:
+                try:
+                    self._encode(frame)
+                except BaseException as exc:  # handed to the caller on the next write/close
+                    self._error = exc
+
+    def write(self, frame: np.ndarray) -> None:
+        """Add one RGB uint8 frame (H, W, 3)."""
+        if self._error is not None:
+            raise self._error
+        if self._queue is None:
+            self._encode(frame)
+        else:
+            self._queue.put(frame)
+
+    def close(self) -> int:
+        """Flush and close the file; returns the number of frames written."""
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        try:
+            if self._error is not None:
+                raise self._error
+            if self._stream is None:
+                raise ValueError("frames: no frames to write")
+            self._container.mux(self._stream.encode(None))
+        finally:
+            self._container.close()
+        return self.count
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            self.close()
+        else:  # an error in the caller: close what we have, report theirs
+            try:
+                self.close()
+            except BaseException:
+                pass
+
+
+def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: float = 25.0, crf: int = 23,
+                preset: str = "veryfast") -> int:
+    """Encode RGB uint8 frames (H, W, 3; all the same size) to an H.264 MP4; returns the frame count."""
+    with VideoWriter(path, fps, crf, preset) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return writer.count

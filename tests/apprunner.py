@@ -37,12 +37,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(data_dir: Path, timeout: float = 60.0) -> Iterator[str]:
-    """Run `streamlit run app.py` on the data folder; yields the URL once /_stcore/health is ok."""
+def serve_app(data_dir: Path, timeout: float = 60.0, options: tuple[str, ...] = ()) -> Iterator[str]:
+    """Run `streamlit run app.py` on the data folder; yields the URL once /_stcore/health is ok.
+    ``options``: more Streamlit command-line options, e.g. ("--server.maxUploadSize", "1")."""
     port = free_port()
     env = {**os.environ, "COWDETECT_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                             str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+                             str(port), "--server.address", "127.0.0.1", "--server.headless", "true", *options],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -63,3 +63,25 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     s = Store(tmp_path_factory.mktemp("demo") / "data")
     make_demo(s, n_train=6, n_val=2, n_test=4, seed=1, size=(128, 96), video=False)
     return s
+
+
+def add_tiny_model(store: Store, name: str = "tiny") -> str:
+    """Store an untrained tiny Faster R-CNN (cow + background, 128 px) as a model version; returns its name."""
+    import torch
+    torch.manual_seed(0)
+    box = DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
+    path = store.model_checkpoint_path(name)
+    box.save(path)
+    store.add_model(name, box.architecture, box.classes, path, None, {"note": "untrained, for tests"})
+    return name
+
+
+@pytest.fixture
+def video_store(tmp_path: Path) -> Store:
+    """A data folder with a 2 s, 160x96, 10 fps demo video (MOT ground truth) and a tiny model."""
+    from cowdetect.demo import make_demo_video
+
+    s = Store(tmp_path / "data")
+    make_demo_video(s, seconds=2.0, fps=10, size=(160, 96))
+    add_tiny_model(s)
+    return s

@@ -1,0 +1,274 @@
+"""Following each cow through a video: Norfair's tracker over DetectorBox detections.
+
+:class:`CowTracker` turns per-frame :class:`Detections` (xyxy pixels) into tracks with stable
+ids; :func:`track_video` is the whole pipeline — decode (a thread) → detect every k-th frame
+in batches → track → draw ids and trails → encode H.264 (a thread) — streaming frames, so
+memory stays constant however long the video is. It writes the annotated MP4, the tracks
+as MOTChallenge text and as CSV (with each frame's time, for variable-frame-rate video).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+from norfair import Detection, Tracker
+from norfair.distances import VectorizedDistance, iou
+
+from .config import TrackConfig
+from .detections import Detections
+from .draw import draw_tracks
+from .mot import mot_line
+from .video import Frame, VideoReader, VideoWriter
+
+
+def centroid_distance(candidates: np.ndarray, objects: np.ndarray) -> np.ndarray:
+    """(N, M) distances between box centres, in units of each tracked box's diagonal.
+
+    Both inputs are (K, 4) xyxy boxes. Relative to box size, one threshold suits a cow far
+    away and one filling the frame, at any resolution.
+    """
+    c = (candidates[:, :2] + candidates[:, 2:]) / 2
+    o = (objects[:, :2] + objects[:, 2:]) / 2
+    diagonal = np.hypot(objects[:, 2] - objects[:, 0], objects[:, 3] - objects[:, 1])
+    return np.linalg.norm(c[:, None, :] - o[None, :, :], axis=2) / np.maximum(diagonal, 1.0)[None, :]
+
+
+# name -> (vectorized distance on (K, 4) xyxy boxes, default threshold, what it means)
+DISTANCES: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], float, str]] = {
+    "iou": (iou, 0.8, "1 - IoU of the boxes: 0.8 matches boxes overlapping by IoU 0.2 or more"),
+    "centroid": (centroid_distance, 0.5, "centre distance / box diagonal: 0.5 allows half a cow's size of motion"),
+}
+
+
+def get_distance(name: str) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], float, str]:
+    """The distance function, default threshold and description for ``name``."""
+    if name not in DISTANCES:
+        raise ValueError(f"distance: expected one of {sorted(DISTANCES)}, got {name!r}")
+    return DISTANCES[name]
+
+
+@dataclass
+class Tracks:
+    """Tracked boxes in one frame: ids, xyxy pixels (N, 4), the last matched detection's score,
+    and whether a detection was matched in this very frame (False: the Kalman filter's guess)."""
+
+    ids: np.ndarray
+    xyxy: np.ndarray
+    score: np.ndarray
+    detected: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class CowTracker:
+    """Norfair's tracker with box distances, plus each track's recent centres (for trails).
+
+    Call :meth:`update` once per frame, with the frame's detections or ``None`` on frames the
+    detector skipped (``period`` = frames since the last detection, so hit counters stay in
+    frames).
+    """
+
+    def __init__(self, config: TrackConfig = TrackConfig()) -> None:
+        function, default_threshold, _ = get_distance(config.distance)
+        self.config = config
+        threshold = config.distance_threshold if config.distance_threshold is not None else default_threshold
+        if not threshold > 0:
+            raise ValueError(f"distance_threshold: expected a positive number, got {threshold}")
+        self.tracker = Tracker(distance_function="iou", distance_threshold=threshold,
+                               hit_counter_max=config.hit_counter_max,
+                               initialization_delay=config.initialization_delay)
+        # Norfair 2.3 accepts only names or scalar (slow, per-pair) functions; a vectorized one
+        # for our own box distances goes in afterwards, where the tracker keeps it.
+        self.tracker.distance_function = VectorizedDistance(function)
+        self.trails: dict[int, deque[tuple[float, float]]] = {}
+
+    def update(self, detections: Detections | None, period: int = 1) -> Tracks:
+        """Advance one frame; returns the tracks that have an id (initialised) in this frame."""
+        norfair_detections: list[Detection] = []
+        if detections is None:
+            objects = self.tracker.update(period=period)
+        else:
+            norfair_detections = [
+                Detection(points=box.reshape(2, 2).astype(np.float64), scores=np.array([score, score]),
+                          label="object", data=float(score))
+                for box, score in zip(detections.xyxy, detections.score
+                                      if detections.score is not None else np.ones(len(detections)))]
+            objects = self.tracker.update(detections=norfair_detections, period=period)
+        current = {id(d) for d in norfair_detections}
+        ids, boxes, scores, detected = [], [], [], []
+        for obj in objects:
+            box = obj.estimate.reshape(4)
+            ids.append(int(obj.id))
+            boxes.append(box)
+            scores.append(float(obj.last_detection.data) if obj.last_detection is not None else 0.0)
+            detected.append(id(obj.last_detection) in current)
+            trail = self.trails.setdefault(int(obj.id), deque(maxlen=max(1, self.config.trail_length)))
+            trail.append((float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2))
+        alive = set(ids)
+        for gone in [i for i in self.trails if i not in alive]:
+            del self.trails[gone]  # constant memory: only live tracks keep a trail
+        return Tracks(np.array(ids, np.int64), np.array(boxes, np.float32).reshape(-1, 4),
+                      np.array(scores, np.float32), np.array(detected, bool))
+
+
+@dataclass
+class TrackResult:
+    """What :func:`track_video` did. Paths are those given; times in seconds."""
+
+    frames: int                 # frames processed
+    frames_expected: int        # frames the header announced (0 = unknown)
+    width: int
+    height: int
+    video_fps: float
+    seconds: float              # wall time of the pipeline
+    detector_seconds: float     # of which inside the detector
+    detected_frames: int
+    num_tracks: int
+    max_cows_in_frame: int
+    stopped: bool = False       # the caller asked to stop
+    warning: str | None = None  # e.g. the file was cut off: where decoding ended
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        """Frames processed per second of wall time, end to end."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (with ``fps``)."""
+        return {**asdict(self), "fps": round(self.fps, 2)}
+
+
+# progress(frames done, frames expected (0 = unknown), latest annotated RGB frame) -> keep going?
+Progress = Callable[[int, int, np.ndarray], bool]
+
+
+def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return rgb
+    h, w = rgb.shape[:2]
+    return cv2.resize(rgb, (max(2, round(w * scale)), max(2, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _select(detections: Detections, config: TrackConfig) -> Detections:
+    """Keep the configured classes above the score threshold."""
+    detections = detections.above(config.score_threshold)
+    return detections[np.isin(np.array(detections.names, dtype=object), config.classes)] if len(detections) \
+        else detections
+
+
+def track_video(video: str | Path, detector: Any, out_video: str | Path | None, out_mot: str | Path,
+                out_csv: str | Path | None = None, config: TrackConfig = TrackConfig(),
+                progress: Progress | None = None) -> TrackResult:
+    """Track the cows in ``video`` with ``detector`` (a DetectorBox); write the results.
+
+    Args:
+        video: a video file FFmpeg reads (MP4, MOV, MKV, WebM, AVI...). Rotation metadata is
+            applied; frames larger than ``config.max_detect_side`` are detected downscaled.
+        detector: a :class:`~cowdetect.DetectorBox` whose classes include ``config.classes``.
+        out_video: the annotated H.264 MP4 (boxes with ids and trails), or None to skip drawing.
+        out_mot: tracks as MOTChallenge text (frame from 1, id, x, y, w, h, score, -1, -1, -1).
+        out_csv: tracks as CSV with each frame's time: frame, time_s, id, x1, y1, x2, y2, score, detected.
+        progress: called after every frame; return False to stop (the outputs keep what was done).
+
+    Returns:
+        :class:`TrackResult`. A video cut off mid-stream is not an error: the frames read
+        are kept and ``warning`` says at which frame decoding ended.
+
+    Raises:
+        ValueError: not a video, no decodable frame, or the detector knows none of ``config.classes``.
+    """
+    missing = [c for c in config.classes if c not in detector.classes]
+    if missing:
+        raise ValueError(f"classes: the model {detector.architecture} does not know {missing}; "
+                         f"it detects {list(detector.classes)[:12]}{'...' if len(detector.classes) > 12 else ''}")
+    reader = VideoReader(video)
+    info = reader.info
+    if info.width * info.height > 8192 * 8192:
+        raise ValueError(f"video: frames of {info.width}x{info.height} are larger than 8192x8192")
+    detect_scale = min(1.0, config.max_detect_side / max(info.width, info.height))
+    out_scale = min(1.0, config.max_output_side / max(info.width, info.height))
+    tracker = CowTracker(config)
+    writer = VideoWriter(out_video, fps=info.fps or 25.0, preset="ultrafast", crf=23, background=True) \
+        if out_video is not None else None
+    mot_file = open(out_mot, "w")
+    csv_file = open(out_csv, "w") if out_csv is not None else None
+    if csv_file:
+        csv_file.write("frame,time_s,id,x1,y1,x2,y2,score,detected\n")
+    started = time.perf_counter()
+    detector_seconds = 0.0
+    done = detected_frames = max_in_frame = 0
+    seen_ids: set[int] = set()
+    stopped = False
+    pending: list[Frame] = []  # frames waiting for their batch's detections (bounded)
+    batch_span = config.detect_every * config.batch_size
+
+    def flush(batch: list[Frame]) -> bool:
+        nonlocal detector_seconds, done, detected_frames, max_in_frame
+        keyed = [f for f in batch if f.index % config.detect_every == 0]
+        found: dict[int, Detections] = {}
+        if keyed:
+            t0 = time.perf_counter()
+            inputs = [_resize(f.rgb, detect_scale) for f in keyed]
+            outputs = detector.predict(inputs, batch_size=len(inputs))
+            detector_seconds += time.perf_counter() - t0
+            for f, dets in zip(keyed, outputs):
+                found[f.index] = _select(dets, config).scaled(1.0 / detect_scale)
+            detected_frames += len(keyed)
+        for f in batch:
+            dets = found.get(f.index)
+            tracks = tracker.update(dets, period=config.detect_every if dets is not None else 1)
+            seen_ids.update(tracks.ids.tolist())
+            max_in_frame = max(max_in_frame, len(tracks))
+            for track_id, box, score in zip(tracks.ids, tracks.xyxy, tracks.score):
+                mot_file.write(mot_line(f.index, int(track_id), box, float(score)))
+            if csv_file:
+                for track_id, box, score, hit in zip(tracks.ids, tracks.xyxy, tracks.score, tracks.detected):
+                    csv_file.write(f"{f.index + 1},{f.time:.4f},{track_id},{box[0]:.2f},{box[1]:.2f},"
+                                   f"{box[2]:.2f},{box[3]:.2f},{score:.4f},{int(hit)}\n")
+            drawn = f.rgb
+            if writer is not None:
+                drawn = draw_tracks(_resize(f.rgb, out_scale).copy(), tracks.xyxy, tracks.ids.tolist(),
+                                    [tracker.trails[int(i)] for i in tracks.ids], scale=out_scale)
+                writer.write(drawn)
+            done += 1
+            if progress is not None and not progress(done, info.frames, drawn):
+                return False
+        return True
+
+    try:
+        for frame in reader:
+            pending.append(frame)
+            if len(pending) >= batch_span:
+                batch, pending = pending, []
+                if not flush(batch):
+                    stopped = True
+                    break
+        if pending and not stopped:
+            stopped = not flush(pending)
+    finally:
+        reader.close()
+        mot_file.close()
+        if csv_file:
+            csv_file.close()
+        if writer is not None:
+            try:
+                writer.close()
+            except ValueError:
+                if done:
+                    raise
+                # no frame at all: nothing to encode, and the error below says why
+    if done == 0 and not stopped:
+        raise ValueError(f"video {Path(video).name}: no frame could be decoded ({reader.error or 'empty'})")
+    return TrackResult(frames=done, frames_expected=info.frames, width=info.width, height=info.height,
+                       video_fps=info.fps, seconds=round(time.perf_counter() - started, 3),
+                       detector_seconds=round(detector_seconds, 3), detected_frames=detected_frames,
+                       num_tracks=len(seen_ids), max_cows_in_frame=max_in_frame, stopped=stopped,
+                       warning=None if stopped else reader.error, settings=asdict(config))

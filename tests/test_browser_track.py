@@ -1,0 +1,71 @@
+"""Track page in chromium: upload a video, track it in the background, and see the result play."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apprunner import CHROMIUM, CHROMIUM_ARGS, require_chromium, serve_app
+from conftest import add_tiny_model
+from cowdetect.demo import render_video
+from cowdetect.store import Store
+from cowdetect.video import write_video
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_upload_track_and_play(tmp_path, browser):
+    store = Store(tmp_path / "data")
+    add_tiny_model(store)
+    video = tmp_path / "cows.mp4"
+    write_video((frame for frame, _ in render_video(3, 320, 180, 10, 2.0)), video, fps=10)
+    with serve_app(store.data_dir) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(url + "/track")
+        page.get_by_text("No video yet").wait_for(timeout=60_000)
+        page.locator('input[type="file"]').first.set_input_files(str(video))
+        page.get_by_text("Added cows.mp4.").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Track", exact=True).click()
+        player = page.locator("video").first
+        player.wait_for(timeout=180_000)
+        run = store.runs("track")[0]
+        assert run["status"] == "done" and run["iteration"] == 20
+        page.wait_for_function("() => { const v = document.querySelector('video');"
+                               " return v && v.readyState >= 2 && v.duration > 0 && !v.error; }", timeout=30_000)
+        state = player.evaluate("async v => { v.muted = true; await v.play(); "
+                                "await new Promise(r => setTimeout(r, 700)); "
+                                "return {t: v.currentTime, d: v.duration, e: v.error && v.error.code, "
+                                "w: v.videoWidth, h: v.videoHeight}; }")
+        assert state["e"] is None and state["d"] == pytest.approx(2.0, abs=0.2), state
+        assert state["t"] > 0 and (state["w"], state["h"]) == (320, 180), state
+        assert page.get_by_text("Unique cows").count() and not page.locator('[data-testid="stException"]').count()
+        page.close()
+
+
+def test_upload_over_the_size_limit_is_refused(tmp_path, browser):
+    store = Store(tmp_path / "data")
+    big = tmp_path / "big.mp4"
+    rng = np.random.default_rng(0)
+    write_video((rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(40)), big, fps=10, crf=0,
+                preset="ultrafast")
+    assert big.stat().st_size > 1.2 * 1024 * 1024
+    with serve_app(store.data_dir, options=("--server.maxUploadSize", "1")) as url:
+        page = browser.new_page()
+        page.goto(url + "/track")
+        page.get_by_text("No video yet").wait_for(timeout=60_000)
+        page.locator('input[type="file"]').first.set_input_files(str(big))
+        page.get_by_text(re.compile(r"must be 1(\.0)?\s?MB or smaller", re.I)).first.wait_for(timeout=30_000)
+        assert store.videos() == []
+        page.close()

@@ -1,0 +1,55 @@
+"""The Track page through AppTest: the empty guard, a real background tracking job, results, comparison."""
+
+from __future__ import annotations
+
+import time
+
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from cowdetect import jobs
+
+
+def page(store, monkeypatch) -> AppTest:
+    monkeypatch.setenv("COWDETECT_DATA_DIR", str(store.data_dir))
+    at = AppTest.from_file(str(ROOT / "app_pages" / "track.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_no_video_yet(store, monkeypatch):
+    at = page(store, monkeypatch)
+    assert "No video yet" in " ".join(i.value for i in at.info)
+
+
+def test_track_compare_and_download(video_store, monkeypatch):
+    at = page(video_store, monkeypatch)
+    assert "No tracking run on this video yet" in " ".join(i.value for i in at.info)
+    at.selectbox[1].select("1")  # the tiny model version (by id)
+    at.slider(key="score").set_value(0.05)
+    next(b for b in at.button if b.label == "Track").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    run = video_store.runs("track")[0]
+    assert run["pid"] and run["params"]["model_label"] == "tiny"
+    deadline = time.monotonic() + 120
+    while video_store.run(run["id"])["status"] != "done":
+        assert video_store.run(run["id"])["status"] in ("queued", "running"), video_store.run(run["id"])
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = {m.label for m in at.metric}
+    assert {"Unique cows", "Most at once", "Speed", "MOTA", "IDF1", "ID switches"} <= labels
+    assert len(at.get("video")) == 1 and len(at.get("download_button")) == 2
+    # a second model run on the same video: the comparison appears with MOTA / IDF1 for both
+    second = jobs.create_tracking_run(video_store, jobs.tracking_settings(
+        video_store, run["params"]["video_id"], model="tiny", score_threshold=0.3, detect_every=1))
+    jobs.run_tracking(video_store, second, log=lambda m: None)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Compare two models on this video" in [s.value for s in at.subheader]
+    table = at.dataframe[-1].value
+    assert list(table.index) == [f"run {second} · tiny", f"run {run['id']} · tiny"]
+    assert table["mota"].notna().all() and table["idf1"].notna().all()
+    assert len(at.get("video")) == 3

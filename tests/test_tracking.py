@@ -1,0 +1,186 @@
+"""Norfair tracking: the tracker alone on ground-truth boxes, and the whole pipeline with a tiny model."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import av
+import numpy as np
+import pytest
+
+from conftest import FRCNN, TINY
+from cowdetect import DetectorBox
+from cowdetect.config import TrackConfig
+from cowdetect.demo import mot_lines, render_video
+from cowdetect.detections import Detections
+from cowdetect.mot import mot_line, mot_scores, read_mot
+from cowdetect.tracking import CowTracker, centroid_distance, track_video
+from cowdetect.video import VideoReader, probe_video, write_video
+
+COW = ("__background__", "cow")
+
+
+def test_the_pinned_norfair_is_installed():
+    # An unpinned install once fell back to norfair 2.1.1 (no 'euclidean', other draw API).
+    import norfair.distances
+    assert version("norfair") == "2.3.0"
+    assert "iou" in norfair.distances.AVAILABLE_VECTORIZED_DISTANCES
+
+
+@pytest.fixture(scope="module")
+def demo_truth(tmp_path_factory):
+    """MOT ground truth of the first 8 s of the demo video (5 cows, occlusions, one grazing)."""
+    lines = []
+    for index, (_, truth) in enumerate(render_video(0, 640, 360, 25, 8.0)):
+        lines.extend(mot_lines(index, truth))
+    path = tmp_path_factory.mktemp("truth") / "gt.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return read_mot(path)
+
+
+@pytest.mark.parametrize("detect_every, distance", [(1, "iou"), (3, "iou"), (3, "centroid")])
+def test_tracker_keeps_ids_on_ground_truth_boxes(tmp_path, demo_truth, detect_every, distance):
+    """Perfect detections in, so what is left is the tracker's own doing. It measured IDF1 0.92-0.93
+    on the 12 s demo video (one id switch where a cow stays hidden behind another for longer than
+    hit_counter_max); the floor 0.85 leaves room for that and fails on any systematic id loss."""
+    tracker = CowTracker(TrackConfig(detect_every=detect_every, distance=distance))
+    lines = []
+    for frame in range(int(demo_truth["frame"].max())):
+        if frame % detect_every == 0:
+            rows = demo_truth[demo_truth["frame"] == frame + 1]
+            xyxy = rows[["x", "y", "w", "h"]].to_numpy(np.float32)
+            xyxy[:, 2:] += xyxy[:, :2]
+            tracks = tracker.update(Detections(xyxy, np.ones(len(rows), np.int64), np.ones(len(rows), np.float32),
+                                               COW), period=detect_every)
+            assert tracks.detected.sum() <= len(rows)
+        else:
+            tracks = tracker.update(None)
+            assert not tracks.detected.any()
+        lines += [mot_line(frame, i, b, s) for i, b, s in zip(tracks.ids, tracks.xyxy, tracks.score)]
+        assert set(tracker.trails) == set(tracks.ids.tolist())  # trails of gone cows are dropped
+    (tmp_path / "hyp.txt").write_text("".join(lines))
+    scores = mot_scores(demo_truth, read_mot(tmp_path / "hyp.txt"))
+    assert scores["idf1"] >= 0.85 and scores["mota"] >= 0.85, scores
+    assert scores["num_tracks"] <= 7, scores
+
+
+def test_centroid_distance_is_relative_to_box_size():
+    small = np.array([[0, 0, 30, 40]], np.float64)             # diagonal 50
+    moved = np.array([[10, 0, 40, 40], [0, 100, 30, 140]], np.float64)
+    assert centroid_distance(moved, small)[:, 0] == pytest.approx([0.2, 2.0])
+    assert centroid_distance(moved * 10, small * 10)[:, 0] == pytest.approx([0.2, 2.0])
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"distance": "manhattan"}, "distance: expected one of"),
+    ({"initialization_delay": 30}, "initialization_delay"),
+    ({"detect_every": 0}, "detect_every"),
+    ({"score_threshold": 1.5}, "score_threshold"),
+    ({"distance_threshold": -1.0}, "distance_threshold"),
+    ({"classes": ()}, "classes"),
+])
+def test_bad_settings(settings, message):
+    with pytest.raises(ValueError, match=message):
+        CowTracker(TrackConfig(**settings))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> DetectorBox:
+    import torch
+    torch.manual_seed(0)
+    box = DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
+    box.model.roi_heads.score_thresh = 0.0  # an untrained head scores low: let boxes through
+    return box
+
+
+@pytest.fixture(scope="module")
+def short_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "cows.mp4"
+    write_video((frame for frame, _ in render_video(1, 160, 96, 10, 2.0)), path, fps=10)
+    return path
+
+
+def test_pipeline_end_to_end(tmp_path, tiny, short_video):
+    seen = []
+    result = track_video(short_video, tiny, tmp_path / "out.mp4", tmp_path / "t.txt", tmp_path / "t.csv",
+                         TrackConfig(score_threshold=0.0, detect_every=2, batch_size=3, initialization_delay=1),
+                         progress=lambda done, total, frame: seen.append((done, total, frame.shape)) or True)
+    assert result.frames == 20 and result.detected_frames == 10 and not result.stopped and result.warning is None
+    assert seen[-1] == (20, 20, (96, 160, 3)) and [s[0] for s in seen] == list(range(1, 21))
+    info = probe_video(tmp_path / "out.mp4")
+    assert (info.codec, info.frames, info.width, info.height) == ("h264", 20, 160, 96)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
+    tracks = read_mot(tmp_path / "t.txt")
+    assert result.num_tracks == tracks["id"].nunique() > 0
+    csv = (tmp_path / "t.csv").read_text().splitlines()
+    assert csv[0].startswith("frame,time_s,id") and len(csv) - 1 == len(tracks)
+
+
+def test_stop_keeps_what_was_done(tmp_path, tiny, short_video):
+    result = track_video(short_video, tiny, tmp_path / "out.mp4", tmp_path / "t.txt",
+                         config=TrackConfig(detect_every=1, batch_size=1),
+                         progress=lambda done, total, frame: done < 7)
+    assert result.stopped and result.frames == 7
+    assert probe_video(tmp_path / "out.mp4").frames == 7
+
+
+def test_cut_off_video_is_tracked_up_to_the_cut(tmp_path, tiny, short_video):
+    cut = tmp_path / "cut.mp4"
+    data = short_video.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    result = track_video(cut, tiny, tmp_path / "out.mp4", tmp_path / "t.txt")
+    assert 0 < result.frames < 20
+    assert f"ended at frame {result.frames} of the 20" in result.warning
+
+
+def test_model_without_cows_is_refused(tmp_path, short_video):
+    box = DetectorBox(FRCNN, weights=None, classes=("sheep",), device="cpu", **TINY)
+    with pytest.raises(ValueError, match="does not know \\['cow'\\]"):
+        track_video(short_video, box, None, tmp_path / "t.txt")
+
+
+class RecordingDetector:
+    """The real tiny detector, recording the frame sizes it is given (to prove 4K is downscaled)."""
+
+    def __init__(self, box: DetectorBox) -> None:
+        self.box, self.sizes, self.outputs = box, [], []
+
+    def __getattr__(self, name):
+        return getattr(self.box, name)
+
+    def predict(self, images, **kwargs):
+        self.sizes += [im.shape for im in images]
+        out = self.box.predict(images, **kwargs)
+        self.outputs += out
+        return out
+
+
+def test_4k_frames_are_detected_downscaled_and_boxes_mapped_back(tmp_path, tiny):
+    frame = np.zeros((2160, 3840, 3), np.uint8)
+    frame[800:1600, 1000:2600] = 230  # something big and bright
+    write_video(iter([frame] * 2), tmp_path / "4k.mp4", fps=5, preset="ultrafast")
+    spy = RecordingDetector(tiny)
+    track_video(tmp_path / "4k.mp4", spy, tmp_path / "out.mp4", tmp_path / "t.txt", tmp_path / "t.csv",
+                TrackConfig(score_threshold=0.0, detect_every=1, initialization_delay=0))
+    assert spy.sizes == [(720, 1280, 3), (720, 1280, 3)]
+    out = probe_video(tmp_path / "out.mp4")
+    assert (out.width, out.height) == (1920, 1080)
+    rows = [line.split(",") for line in (tmp_path / "t.csv").read_text().splitlines()[1:] if line.startswith("1,")]
+    tracked = np.array([[float(v) for v in r[3:7]] for r in rows])
+    detected = spy.outputs[0].above(0.0).xyxy * 3  # 1280 → 3840
+    # each tracked box of the first frame is a detection found at 1280 px, times 3
+    for box in tracked:
+        assert np.abs(detected - box).max(axis=1).min() < 1.0
+    assert tracked.size == 0 or tracked[:, 2].max() > 1280  # in 4K pixels, not detector pixels
+
+
+def test_frames_are_streamed(tmp_path, tiny, short_video):
+    """Constant memory: the decoder runs at most `prefetch` frames ahead of the consumer."""
+    reader = VideoReader(short_video, prefetch=3)
+    iterator = iter(reader)
+    next(iterator)
+    import time
+    time.sleep(0.3)
+    assert reader._queue.qsize() <= 3
+    reader.close()
