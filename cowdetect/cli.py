@@ -263,6 +263,76 @@ def cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, report: Any) -> int:
+    """Print an ImportReport: the summary, then each skipped file and why (stderr)."""
+    if args.json:
+        _print_json({"added": report.added, "already_present": report.already_present, "boxes": report.boxes,
+                     "skipped": [{"name": n, "reason": r} for n, r in report.skipped]})
+    else:
+        print(report.summary())
+    for name, reason in report.skipped:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_import_images(args: argparse.Namespace) -> int:
+    from .formats import import_images
+    from .store import Store
+
+    files = []
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            raise ValueError(f"{name}: no such file")
+        files.append((path.name, path.read_bytes()))
+    return _report(args, import_images(Store(args.data_dir), files, split=args.split))
+
+
+def cmd_import_coco(args: argparse.Namespace) -> int:
+    from .formats import import_coco
+    from .store import Store
+
+    if not Path(args.images_dir).is_dir():
+        raise ValueError(f"{args.images_dir}: not a folder")
+    report = import_coco(Store(args.data_dir), Path(args.json_file), Path(args.images_dir),
+                         category=None if args.category == "all" else args.category, split=args.split,
+                         include_negatives=args.include_negatives)
+    return _report(args, report)
+
+
+def cmd_import_deeplake(args: argparse.Namespace) -> int:
+    from .formats import import_deeplake
+    from .store import Store
+
+    report = import_deeplake(Store(args.data_dir), args.source, category=None if args.category == "all"
+                             else args.category, limit=args.limit or None, split=args.split)
+    return _report(args, report)
+
+
+def cmd_export_coco(args: argparse.Namespace) -> int:
+    from .formats import write_coco
+    from .store import Store
+
+    counts = write_coco(Store(args.data_dir), args.out, split=args.split, images_dir=args.images_dir)
+    if args.json:
+        _print_json({"out": args.out, **counts})
+    else:
+        print(f"wrote {args.out}: {counts['images']} images, {counts['annotations']} boxes")
+    return 0
+
+
+def cmd_export_yolo(args: argparse.Namespace) -> int:
+    from .formats import export_yolo
+    from .store import Store
+
+    counts = export_yolo(Store(args.data_dir), args.out_dir)
+    if args.json:
+        _print_json({"out_dir": args.out_dir, **counts})
+    else:
+        print(f"wrote {args.out_dir}/data.yaml: " + ", ".join(f"{s} {n} images" for s, n in counts.items()))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .store import Store
 
@@ -366,6 +436,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="frames per detector batch (default 4)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_track)
+
+    splits = ["train", "val", "test", "unassigned"]
+    p = add("import-images", "add image files (jpg, png, webp, bmp) and zips of them, unlabeled")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--split", default="unassigned", choices=splits)
+    p.set_defaults(func=cmd_import_images)
+
+    p = add("import-coco", "import a COCO instances JSON and its images folder, filtered to a category")
+    p.add_argument("json_file", metavar="JSON")
+    p.add_argument("images_dir", metavar="IMAGES_DIR")
+    p.add_argument("--category", default="cow", help="category name to import, or 'all' (default cow)")
+    p.add_argument("--split", default="unassigned", choices=splits)
+    p.add_argument("--include-negatives", action="store_true", help="also import images without the category")
+    p.set_defaults(func=cmd_import_coco)
+
+    p = add("import-deeplake", "import images of a category from a Deep Lake dataset with COCO's columns")
+    p.add_argument("source", nargs="?", default="hub://activeloop/coco-train")
+    p.add_argument("--category", default="cow")
+    p.add_argument("--limit", type=int, default=100, help="at most this many images (0: all)")
+    p.add_argument("--split", default="unassigned", choices=splits)
+    p.set_defaults(func=cmd_import_deeplake)
+
+    p = add("export-coco", "write the labeled images as a COCO instances JSON")
+    p.add_argument("out", metavar="OUT.json")
+    p.add_argument("--split", default=None, choices=splits, help="default: all splits")
+    p.add_argument("--images-dir", default=None, help="also copy the images there, named as in the JSON")
+    p.set_defaults(func=cmd_export_coco)
+
+    p = add("export-yolo", "write the labeled images as an Ultralytics YOLO dataset (data.yaml, images/, labels/)")
+    p.add_argument("out_dir", metavar="DIR")
+    p.set_defaults(func=cmd_export_yolo)
 
     p = add("models", "list stored model versions")
     p.set_defaults(func=cmd_models)

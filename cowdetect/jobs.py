@@ -211,6 +211,20 @@ def _wait_for_turn(store: Store, run_id: int, device: str, log: Log) -> bool:
         time.sleep(1.0)
 
 
+def _claim(store: Store, run_id: int, kind: str, log: Log) -> dict[str, Any]:
+    """Check that run ``run_id`` is a queued/running ``kind`` run, record this process as its
+    worker and wait for the device. Returns the run's row: ``stopped`` if a stop came first."""
+    run = store.run(run_id)
+    if run["kind"] != kind:
+        raise ValueError(f"run {run_id} is a {run['kind']} run, not a {kind} run")
+    if run["status"] not in ACTIVE:
+        raise ValueError(f"run {run_id} is {run['status']}; resume it first")
+    store.update_run(run_id, pid=os.getpid(), device=run["params"]["device"])
+    if not _wait_for_turn(store, run_id, run["params"]["device"], log):
+        store.update_run(run_id, status="stopped", finished_at=_now())
+    return store.run(run_id)
+
+
 def _parent_id(store: Store, base: str) -> int | None:
     """The stored version a run starts from, or None for pretrained / untrained bases."""
     if base == "pretrained" or base.startswith(("coco:", "untrained:")):
@@ -240,16 +254,10 @@ def run_training(store: Store, run_id: int, log: Log | None = None, log_every: f
     Returns the run's final row. Errors end the run as ``failed`` with the reason, and are raised.
     """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    run = store.run(run_id)
-    if run["kind"] != "train":
-        raise ValueError(f"run {run_id} is a {run['kind']} run, not a training run")
-    if run["status"] not in ACTIVE:
-        raise ValueError(f"run {run_id} is {run['status']}; resume it first")
+    run = _claim(store, run_id, "train", log)
+    if run["status"] == "stopped":
+        return run
     settings = run["params"]
-    store.update_run(run_id, pid=os.getpid(), device=settings["device"])
-    if not _wait_for_turn(store, run_id, settings["device"], log):
-        store.update_run(run_id, status="stopped", finished_at=_now())
-        return store.run(run_id)
     store.update_run(run_id, status="running", started_at=run["started_at"] or _now())
     folder = store.inside(Path("runs") / f"run-{run_id}")
     try:
@@ -518,16 +526,10 @@ def run_tracking(store: Store, run_id: int, log: Log | None = None) -> dict[str,
     from .tracking import track_video
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    run = store.run(run_id)
-    if run["kind"] != "track":
-        raise ValueError(f"run {run_id} is a {run['kind']} run, not a tracking run")
-    if run["status"] not in ACTIVE:
-        raise ValueError(f"run {run_id} is {run['status']}; queue it again first")
+    run = _claim(store, run_id, "track", log)
+    if run["status"] == "stopped":
+        return run
     settings = run["params"]
-    store.update_run(run_id, pid=os.getpid(), device=settings["device"])
-    if not _wait_for_turn(store, run_id, settings["device"], log):
-        store.update_run(run_id, status="stopped", finished_at=_now())
-        return store.run(run_id)
     store.update_run(run_id, status="running", started_at=_now(), iteration=0, error=None)
     try:
         video = next((v for v in store.videos() if v["id"] == settings["video_id"]), None)

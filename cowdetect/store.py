@@ -130,6 +130,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX run_points_run ON run_points(run_id, kind, iteration);
     ALTER TABLE models ADD COLUMN active INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: labeling — a per-image version for concurrent editors, indexes for paging 10,000s of images.
+    """
+    ALTER TABLE images ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX images_split ON images(split, id);
+    CREATE INDEX images_labeled ON images(labeled, id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -315,15 +321,82 @@ class Store:
 
     def images(self, split: str | None = None, labeled: bool | None = None) -> list[ImageRecord]:
         """Stored images in insertion order, optionally filtered by split and labeled state."""
-        sql, args = "SELECT * FROM images WHERE 1=1", []
+        where, args = self._filter(split, labeled)
+        with self.connect() as conn:
+            return [self._image(r) for r in conn.execute("SELECT * FROM images WHERE 1=1" + where + " ORDER BY id",
+                                                        args)]
+
+    @staticmethod
+    def _filter(split: str | None, labeled: bool | None) -> tuple[str, list[Any]]:
+        sql, args = "", []
         if split is not None:
             sql += " AND split = ?"
             args.append(_check_split(split))
         if labeled is not None:
             sql += " AND labeled = ?"
             args.append(int(labeled))
+        return sql, args
+
+    def count_images(self, split: str | None = None, labeled: bool | None = None) -> int:
+        """How many images match (an indexed COUNT: cheap with 10,000s of images)."""
+        where, args = self._filter(split, labeled)
         with self.connect() as conn:
-            return [self._image(r) for r in conn.execute(sql + " ORDER BY id", args)]
+            return int(conn.execute("SELECT COUNT(*) FROM images WHERE 1=1" + where, args).fetchone()[0])
+
+    def images_page(self, offset: int = 0, limit: int = 50, split: str | None = None,
+                    labeled: bool | None = None) -> list[ImageRecord]:
+        """One page of images in id order (``offset`` from 0), filtered like :meth:`images`."""
+        where, args = self._filter(split, labeled)
+        with self.connect() as conn:
+            rows = conn.execute("SELECT * FROM images WHERE 1=1" + where + " ORDER BY id LIMIT ? OFFSET ?",
+                                [*args, max(0, int(limit)), max(0, int(offset))]).fetchall()
+        return [self._image(r) for r in rows]
+
+    def image_index(self, image_id: int, split: str | None = None) -> int:
+        """Position (from 0) of an image among the images of ``split`` (all when None), in id order."""
+        where, args = self._filter(split, None)
+        with self.connect() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM images WHERE id < ?" + where,
+                                    [int(image_id), *args]).fetchone()[0])
+
+    def next_unlabeled(self, after_id: int, split: str | None = None) -> ImageRecord | None:
+        """The first unlabeled image after ``after_id`` (wrapping around), or None when all are labeled."""
+        where, args = self._filter(split, False)
+        with self.connect() as conn:
+            row = conn.execute("SELECT * FROM images WHERE id > ?" + where + " ORDER BY id LIMIT 1",
+                               [int(after_id), *args]).fetchone() or \
+                conn.execute("SELECT * FROM images WHERE 1=1" + where + " ORDER BY id LIMIT 1", args).fetchone()
+        return self._image(row) if row is not None else None
+
+    def box_counts(self, image_ids: Sequence[int]) -> dict[int, int]:
+        """Ground-truth box count per image id (0 for images without boxes)."""
+        ids = [int(i) for i in image_ids]
+        if not ids:
+            return {}
+        with self.connect() as conn:
+            rows = conn.execute(f"SELECT image_id, COUNT(*) FROM boxes WHERE source = 'ground_truth' AND image_id IN "
+                                f"({','.join('?' * len(ids))}) GROUP BY image_id", ids).fetchall()
+        return {i: 0 for i in ids} | {int(r[0]): int(r[1]) for r in rows}
+
+    def assign_splits(self, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0
+                      ) -> dict[str, int]:
+        """Shuffle the unassigned images (seeded) into train / val / test by ``fractions``.
+
+        Images already in a split keep it. Returns how many went to each split.
+        """
+        if len(fractions) != 3 or any(f < 0 for f in fractions) or not sum(fractions) > 0:
+            raise ValueError(f"fractions: expected three non-negative numbers (train, val, test), got {fractions}")
+        with self.connect() as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM images WHERE split = 'unassigned' ORDER BY id")]
+        order = np.random.default_rng(seed).permutation(len(ids))
+        total = sum(fractions)
+        n_train = round(len(ids) * fractions[0] / total)
+        n_val = round(len(ids) * fractions[1] / total)
+        parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+        with self.connect() as conn:
+            for split, picks in parts.items():
+                conn.executemany("UPDATE images SET split = ? WHERE id = ?", [(split, ids[i]) for i in picks])
+        return {split: len(picks) for split, picks in parts.items()}
 
     def set_split(self, image_ids: Sequence[int], split: str) -> None:
         """Move images to a split."""
@@ -345,14 +418,27 @@ class Store:
             [(image_id, name, *map(float, xyxy)) for xyxy, name, _ in boxes])
         conn.execute("UPDATE images SET labeled = 1 WHERE id = ?", (image_id,))
 
-    def set_boxes(self, image_id: int, boxes: Detections) -> None:
+    def set_boxes(self, image_id: int, boxes: Detections) -> int:
         """Replace an image's ground-truth boxes (xyxy px) and mark it labeled; all or nothing.
 
         An empty ``boxes`` marks the image as labeled with no cow (a negative example).
+        Returns the image's new version: each save adds one, so an editor that opened
+        version v and gets back more than v + 1 knows another session saved in between
+        (the later save wins; see :meth:`version`).
         """
         record = self.image(image_id)
         with self.connect() as conn:
             self._write_boxes(conn, record.id, boxes, record.width, record.height)
+            conn.execute("UPDATE images SET version = version + 1 WHERE id = ?", (record.id,))
+            return int(conn.execute("SELECT version FROM images WHERE id = ?", (record.id,)).fetchone()[0])
+
+    def version(self, image_id: int) -> int:
+        """How many times an image's boxes were saved (0: never). Compare to detect a stale view."""
+        with self.connect() as conn:
+            row = conn.execute("SELECT version FROM images WHERE id = ?", (int(image_id),)).fetchone()
+        if row is None:
+            raise ValueError(f"image id {image_id}: no such image")
+        return int(row[0])
 
     def boxes(self, image_id: int) -> Detections:
         """Ground-truth boxes of an image (xyxy px) in the store's vocabulary."""

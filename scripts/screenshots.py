@@ -1,4 +1,4 @@
-"""Make the README pictures: docs/demo-images.png, docs/home.png and docs/train.png.
+"""Make the README pictures: docs/demo-images.png, docs/home.png, docs/train.png and docs/track.png.
 
 Usage: python scripts/screenshots.py --data-dir data   (a data folder with the demo in it)
 """
@@ -55,7 +55,21 @@ def pages(data_dir: Path) -> None:
             return
         page.wait_for_timeout(2500)
         page.screenshot(path=str(ROOT / "docs" / "train.png"), full_page=True)
+        track(page, url)
         browser.close()
+
+
+def track(page, url: str) -> None:
+    """docs/track.png: the demo video's newest tracking run and the two-model comparison."""
+    page.set_viewport_size({"width": 1300, "height": 2000})
+    page.goto(url + "/track")
+    page.get_by_text("Video", exact=True).first.wait_for(timeout=60_000)
+    page.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="demo-cows.mp4").first.click()
+    page.get_by_text("Compare two models on this video").wait_for(timeout=30_000)
+    page.locator("video").first.evaluate("v => { v.currentTime = 6.0; }")
+    page.wait_for_timeout(2500)
+    page.screenshot(path=str(ROOT / "docs" / "track.png"), full_page=True)
 
 
 if __name__ == "__main__":
@@ -65,4 +79,4 @@ if __name__ == "__main__":
     (ROOT / "docs").mkdir(exist_ok=True)
     demo_grid(ROOT / "docs" / "demo-images.png")
     pages(args.data_dir)
-    print("wrote docs/demo-images.png, docs/home.png and (with a finished run) docs/train.png")
+    print("wrote docs/demo-images.png, docs/home.png and (with finished runs) docs/train.png, docs/track.png")

@@ -166,3 +166,49 @@ def test_bad_rename_changes_nothing(store):
     with pytest.raises(ValueError, match="no version called 'zzz'"):
         store.set_active_model("zzz")
     assert snapshot(store) == before
+
+
+def test_two_editors_at_once(store):
+    """Two sessions (each its own Store, i.e. connections) saving in threads: different images lose
+    nothing; on one image every save lands, versions count them, and the last save wins."""
+    from cowdetect.images import encode_image
+
+    ids = [store.add_image(encode_image(np.full((40, 60, 3), i * 40, np.uint8), "PNG"))[0].id for i in range(3)]
+    vocab = store.class_names()
+    errors = []
+
+    def editor(image_id: int, offset: int, rounds: int = 25) -> None:
+        mine = Store(store.data_dir)
+        try:
+            for r in range(rounds):
+                mine.set_boxes(image_id, Detections.from_names([[offset, 1, offset + 5 + r % 3, 9]], ["cow"], vocab))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=editor, args=(ids[0], 1)), threading.Thread(target=editor, args=(ids[1], 2)),
+               threading.Thread(target=editor, args=(ids[2], 3)), threading.Thread(target=editor, args=(ids[2], 20))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert store.boxes(ids[0]).xyxy.tolist() == [[1, 1, 1 + 5 + 24 % 3, 9]]
+    assert store.boxes(ids[1]).xyxy.tolist() == [[2, 1, 2 + 5 + 24 % 3, 9]]
+    assert store.version(ids[2]) == 50 and len(store.boxes(ids[2])) == 1  # one editor's last save, whole
+
+
+def test_paging_queries(store):
+    from cowdetect.images import encode_image
+
+    ids = [store.add_image(encode_image(np.full((20, 20, 3), i, np.uint8), "PNG"), split="train" if i % 2 else "val")[0].id
+           for i in range(7)]
+    store.set_boxes(ids[1], Detections.empty(store.class_names()))
+    assert store.count_images() == 7 and store.count_images("train") == 3 and store.count_images("train", True) == 1
+    assert [r.id for r in store.images_page(2, 2)] == ids[2:4]
+    assert [r.id for r in store.images_page(0, 10, "val")] == ids[0::2]
+    assert store.image_index(ids[5], "train") == 2
+    assert store.next_unlabeled(ids[1], "train").id == ids[3]
+    assert store.next_unlabeled(ids[5], "train").id == ids[3]  # wraps around
+    assert store.box_counts([ids[1], ids[2]]) == {ids[1]: 0, ids[2]: 0}
+    moved = store.assign_splits((1, 0, 0))
+    assert moved == {"train": 0, "val": 0, "test": 0}  # nothing unassigned here

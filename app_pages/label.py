@@ -1,0 +1,158 @@
+"""Label: draw, move, resize, relabel and delete cow boxes on the image; model suggestions; save."""
+
+import numpy as np
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+import ui
+from cowdetect.detections import Detections
+
+st.title("Label")
+store = ui.store()
+state = st.session_state
+if not store.count_images():
+    st.info("No images yet: add some on the Data page, or generate the demo data on the Home page.")
+    st.stop()
+
+for kind, text in state.pop("flash", []):
+    getattr(st, kind)(text)
+classes = store.classes()
+top = st.columns([2, 2, 3])
+split = top[0].selectbox("Images", ["all", "train", "val", "test", "unassigned"], key="label_split")
+where = None if split == "all" else split
+total = store.count_images(where)
+if not total:
+    st.info(f"No images in {split}.")
+    st.stop()
+new_class = top[1].selectbox("Class for new boxes", classes, key="label_class")
+threshold = top[2].slider("Suggestion score threshold", 0.05, 0.95, 0.5, 0.05, key="label_threshold")
+
+if "label_image" not in state or store.image_index(state["label_image"], where) >= total or \
+        store.images_page(store.image_index(state["label_image"], where), 1, where)[0].id != state["label_image"]:
+    state["label_image"] = store.images_page(0, 1, where)[0].id
+record = store.image(state["label_image"])
+
+
+def stored_boxes() -> list[dict]:
+    return [{"label": name, "xyxy": [round(float(v), 2) for v in xyxy], "suggested": False}
+            for xyxy, name, _ in store.boxes(record.id)]
+
+
+def load() -> None:
+    """(Re)load the editor from the store; a new canvas key makes the canvas redraw."""
+    state["edit"] = {"image_id": record.id, "version": store.version(record.id), "boxes": stored_boxes(),
+                     "nonce": state.get("edit", {}).get("nonce", 0) + 1}
+
+
+if state.get("edit", {}).get("image_id") != record.id:
+    load()
+edit = state["edit"]
+width, height, scale = ui.canvas_size(record.width, record.height)
+key = f"canvas-{record.id}-{edit['nonce']}"
+
+position = store.image_index(record.id, where)
+st.caption(f"Image {position + 1} of {total} · **{store.count_images(where, True)} of {total} labeled** · "
+           f"{record.original_name or record.sha256[:12]} · {record.width}×{record.height} px · {record.split}"
+           + (" · labeled" if record.labeled else " · not labeled yet"))
+
+if store.version(record.id) != edit["version"]:
+    if edit["boxes"] == stored_boxes() or not edit.get("dirty"):
+        load()
+        edit = state["edit"]
+        key = f"canvas-{record.id}-{edit['nonce']}"
+        st.info("Another session saved this image: showing its boxes.")
+    else:
+        st.warning("Another session saved this image since you opened it: your view is stale. Save to replace "
+                   "their boxes with yours (the later save wins), or Revert to see theirs.")
+
+result = st_canvas(background_image=record.path.read_bytes(), width=width, height=height,
+                   drawing_mode="labeled_rect", label=new_class, stroke_color=ui.NEW_COLOR, stroke_width=3,
+                   fill_color="rgba(0, 0, 0, 0)", initial_drawing=ui.boxes_to_objects(edit["boxes"], scale),
+                   font_size=14, key=key)
+current = ui.canvas_boxes(result, scale, record.width, record.height)
+if current is None:
+    current = edit["boxes"]
+saved = stored_boxes()
+dirty = [(b["label"], b["xyxy"]) for b in current] != [(b["label"], b["xyxy"]) for b in saved] \
+    or any(b["suggested"] for b in current)
+edit["dirty"] = dirty
+suggested = sum(b["suggested"] for b in current)
+st.caption(f"{len(current)} boxes" + (f" ({suggested} suggested, orange)" if suggested else "")
+           + (" · **unsaved changes**" if dirty else " · saved") +
+           " — drag on the image to draw a box. Toolbar: ✎ edit (move, resize, click a selected box to change "
+           "its class), delete selected, undo, redo. Keys: S save · N next · P previous · U next unlabeled · "
+           "G suggest boxes.")
+
+
+def save(then: int | None = None) -> None:
+    """Store the canvas's boxes as ground truth, then rerun (on image ``then`` when given)."""
+    unknown = sorted({b["label"] for b in current} - set(classes))
+    if unknown:
+        st.error(f"Unknown class {unknown}: choose one of {list(classes)} (edit the box and click it to relabel).")
+        return
+    dets = Detections.from_names(np.array([b["xyxy"] for b in current], np.float32).reshape(-1, 4),
+                                 [b["label"] for b in current], store.class_names())
+    version = store.set_boxes(record.id, dets)
+    notes = [("success", f"Saved {len(current)} boxes on image {record.id}.")]
+    if version != edit["version"] + 1:
+        notes.append(("warning", "Saved — over boxes another session had saved meanwhile (the later save wins)."))
+    state["flash"] = notes
+    load()
+    go(then if then is not None else record.id)
+
+
+def go(target: int | None) -> None:
+    """Show image ``target`` (None: stay)."""
+    if target is not None:
+        state["label_image"] = target
+        state.pop("pending", None)
+        st.rerun()
+
+
+def neighbour(step: int) -> int:
+    index = (position + step) % total
+    return store.images_page(index, 1, where)[0].id
+
+
+def next_unlabeled() -> int | None:
+    found = store.next_unlabeled(record.id, where)
+    if found is None:
+        st.success(f"All {total} images here are labeled.")
+    return found.id if found else None
+
+
+buttons = st.columns(6)
+if buttons[0].button("Save", type="primary", shortcut="S", key="save"):
+    save()
+if buttons[1].button("Suggest boxes", shortcut="G", key="suggest"):
+    with st.spinner("Detecting…"):
+        found = ui.detector(store).predict(record.path).with_class_names(store.class_names()).above(threshold)
+    kept = [b for b in current]
+    for xyxy, name, score in found:
+        box = [round(float(v), 2) for v in xyxy]
+        if all(ui.box_iou(box, b["xyxy"]) < 0.5 for b in kept):
+            kept.append({"label": name, "xyxy": box, "suggested": True})
+    state["edit"] = {**edit, "boxes": kept, "nonce": edit["nonce"] + 1}
+    st.rerun()
+if buttons[2].button("Revert", key="revert", disabled=not dirty):
+    load()
+    st.rerun()
+targets = {"prev": ("◀ Previous", "P"), "next": ("Next ▶", "N"), "unlabeled": ("Next unlabeled", "U")}
+for column, (name, (label, shortcut)) in zip(buttons[3:], targets.items()):
+    if column.button(label, shortcut=shortcut, key=name):
+        target = {"prev": lambda: neighbour(-1), "next": lambda: neighbour(1), "unlabeled": next_unlabeled}[name]()
+        if dirty and target is not None:
+            state["pending"] = target
+        else:
+            go(target)
+
+if state.get("pending") is not None:
+    st.warning("This image has unsaved changes.")
+    a, b, c = st.columns(3)
+    if a.button("Save and go", type="primary", key="save_go"):
+        save(then=state["pending"])
+    if b.button("Discard and go", key="discard_go"):
+        go(state["pending"])
+    if c.button("Stay", key="stay"):
+        state.pop("pending", None)
+        st.rerun()

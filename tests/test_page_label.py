@@ -1,0 +1,132 @@
+"""The Label page through AppTest. The canvas is a browser component: here its value is injected
+through session state, the way the component reports it (boxes in canvas pixels plus the
+background fit); test_browser_label.py draws with a real mouse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT, add_tiny_model
+from cowdetect.detections import Detections
+from cowdetect.images import encode_image
+from cowdetect.store import Store
+
+
+def page(store: Store, monkeypatch) -> AppTest:
+    monkeypatch.setenv("COWDETECT_DATA_DIR", str(store.data_dir))
+    at = AppTest.from_file(str(ROOT / "app_pages" / "label.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def draw(at: AppTest, image_id: int, canvas_boxes: list[tuple[float, float, float, float]], scale: float,
+         natural: tuple[int, int], label: str = "cow") -> None:
+    """What the canvas sends after the user drew ``canvas_boxes`` (left, top, width, height in canvas px)."""
+    edit = at.session_state["edit"]
+    assert edit["image_id"] == image_id
+    nonce = edit["nonce"]
+    objects = [{"type": "LabeledRect", "label": label, "left": x, "top": y, "width": w, "height": h,
+                "originX": "left", "originY": "top", "scaleX": 1, "scaleY": 1, "stroke": "#00e5ff"}
+               for x, y, w, h in canvas_boxes]
+    at.session_state[f"canvas-{image_id}-{nonce}"] = {
+        "drawing": {"raw": {"objects": objects}, "data": None},
+        "backgroundFit": {"naturalWidth": natural[0], "naturalHeight": natural[1], "scaleX": scale, "scaleY": scale,
+                          "offsetX": 0, "offsetY": 0}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def click(at: AppTest, label: str) -> None:
+    next(b for b in at.button if b.label == label).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.fixture
+def two_sizes(tmp_path) -> Store:
+    """One image larger than the canvas (1600x1200, shown at 0.45x) and one smaller (120x90, shown at 6x)."""
+    store = Store(tmp_path / "data")
+    rng = np.random.default_rng(0)
+    for w, h in ((1600, 1200), (120, 90)):
+        store.add_image(encode_image(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), "PNG"), name=f"{w}.png")
+    return store
+
+
+def test_no_images(store, monkeypatch):
+    at = page(store, monkeypatch)
+    assert "No images yet" in at.info[0].value
+
+
+def test_boxes_are_stored_in_image_pixels_whatever_the_display_size(two_sizes, monkeypatch):
+    at = page(two_sizes, monkeypatch)
+    assert "Image 1 of 2 · **0 of 2 labeled**" in at.caption[0].value
+    draw(at, 1, [(90, 45, 180, 135)], scale=0.45, natural=(1600, 1200))
+    assert "unsaved changes" in at.caption[1].value
+    click(at, "Save")
+    assert two_sizes.boxes(1).xyxy.tolist() == [[200, 100, 600, 400]]
+    assert two_sizes.version(1) == 1
+    click(at, "Next ▶")
+    assert "Image 2 of 2 · **1 of 2 labeled**" in at.caption[0].value
+    draw(at, 2, [(60, 30, 240, 300)], scale=6.0, natural=(120, 90))
+    click(at, "Save")
+    assert two_sizes.boxes(2).xyxy.tolist() == [[10, 5, 50, 55]]
+    # a box dragged past the image edge is clipped to it
+    draw(at, 2, [(600, 480, 300, 300)], scale=6.0, natural=(120, 90))
+    click(at, "Save")
+    assert two_sizes.boxes(2).xyxy.tolist() == [[100, 80, 120, 90]]
+
+
+def test_unsaved_changes_are_not_lost_on_navigation(two_sizes, monkeypatch):
+    at = page(two_sizes, monkeypatch)
+    draw(at, 1, [(90, 45, 180, 135)], scale=0.45, natural=(1600, 1200))
+    click(at, "Next ▶")
+    assert "unsaved changes" in at.warning[0].value and "Image 1 of 2" in at.caption[0].value
+    click(at, "Stay")
+    assert "Image 1 of 2" in at.caption[0].value
+    click(at, "Next ▶")
+    click(at, "Save and go")
+    assert "Image 2 of 2" in at.caption[0].value and len(two_sizes.boxes(1)) == 1
+    click(at, "Next unlabeled")  # image 2 is the only unlabeled one: it stays
+    assert "Image 2 of 2" in at.caption[0].value
+
+
+def test_stale_view_across_two_sessions(two_sizes, monkeypatch):
+    alice, bob = page(two_sizes, monkeypatch), page(two_sizes, monkeypatch)
+    draw(alice, 1, [(90, 45, 180, 135)], scale=0.45, natural=(1600, 1200))
+    click(alice, "Save")
+    bob.run()  # bob had no unsaved edits: his view reloads with alice's box and he is told
+    assert "Another session saved this image" in bob.info[0].value and "1 boxes" in bob.caption[1].value
+    draw(alice, 1, [(0, 0, 45, 45)], scale=0.45, natural=(1600, 1200))  # alice edits, unsaved
+    two_sizes.set_boxes(1, Detections.from_names([[1, 1, 9, 9]], ["cow"], two_sizes.class_names()))  # someone saves
+    alice.run()
+    assert "your view is stale" in alice.warning[0].value
+    click(alice, "Save")  # the later save wins, and alice is told it replaced the other save
+    assert two_sizes.boxes(1).xyxy.tolist() == [[0, 0, 100, 100]]
+    assert any("over boxes another session had saved" in w.value for w in alice.warning)
+    assert any("Saved 1 boxes" in m.value for m in alice.success)
+
+
+def test_suggestions_are_editable_until_saved(demo_store_copy, monkeypatch):
+    add_tiny_model(demo_store_copy)  # the active model: an untrained tiny detector, so suggestions are arbitrary
+    at = page(demo_store_copy, monkeypatch)
+    at.slider(key="label_threshold").set_value(0.05).run()
+    image_id = demo_store_copy.images()[0].id
+    before = demo_store_copy.boxes(image_id).xyxy.tolist()
+    click(at, "Suggest boxes")
+    boxes = at.session_state["edit"]["boxes"]
+    suggested = sum(b["suggested"] for b in boxes)
+    assert suggested > 0 and f"({suggested} suggested, orange)" in at.caption[1].value
+    assert demo_store_copy.boxes(image_id).xyxy.tolist() == before  # nothing stored until Save
+    click(at, "Save")
+    assert len(demo_store_copy.boxes(image_id)) == len(before) + suggested
+    assert "suggested" not in at.caption[1].value and "· saved" in at.caption[1].value
+
+
+@pytest.fixture
+def demo_store_copy(tmp_path) -> Store:
+    from cowdetect.demo import make_demo
+    store = Store(tmp_path / "data")
+    make_demo(store, n_train=2, n_val=0, n_test=0, size=(128, 96), video=False)
+    return store
