@@ -40,8 +40,10 @@ def stored_boxes() -> list[dict]:
 
 def load() -> None:
     """(Re)load the editor from the store; a new canvas key makes the canvas redraw."""
+    # a never-used canvas key: the canvas redraws, and no old drawing comes back under it
+    state["canvas_nonce"] = state.get("canvas_nonce", 0) + 1
     state["edit"] = {"image_id": record.id, "version": store.version(record.id), "boxes": stored_boxes(),
-                     "nonce": state.get("edit", {}).get("nonce", 0) + 1}
+                     "nonce": state["canvas_nonce"]}
 
 
 if state.get("edit", {}).get("image_id") != record.id:
@@ -84,75 +86,72 @@ st.caption(f"{len(current)} boxes" + (f" ({suggested} suggested, orange)" if sug
            "G suggest boxes.")
 
 
-def save(then: int | None = None) -> None:
-    """Store the canvas's boxes as ground truth, then rerun (on image ``then`` when given)."""
-    unknown = sorted({b["label"] for b in current} - set(classes))
+def save(boxes: list[dict], image_id: int, opened_version: int, then: int | None = None) -> None:
+    """Button callback: store ``boxes`` as the image's ground truth, then show image ``then``.
+
+    Callbacks get the values of the run that drew the button, so a click that Streamlit
+    delivers to two runs (a rerun racing the click) saves once and moves once.
+    """
+    unknown = sorted({b["label"] for b in boxes} - set(classes))
     if unknown:
-        st.error(f"Unknown class {unknown}: choose one of {list(classes)} (edit the box and click it to relabel).")
+        state["flash"] = [("error", f"Unknown class {unknown}: choose one of {list(classes)} (turn on edit and "
+                                    f"click the box to relabel it).")]
         return
-    dets = Detections.from_names(np.array([b["xyxy"] for b in current], np.float32).reshape(-1, 4),
-                                 [b["label"] for b in current], store.class_names())
-    version = store.set_boxes(record.id, dets)
-    notes = [("success", f"Saved {len(current)} boxes on image {record.id}.")]
-    if version != edit["version"] + 1:
-        notes.append(("warning", "Saved — over boxes another session had saved meanwhile (the later save wins)."))
-    state["flash"] = notes
-    load()
-    go(then if then is not None else record.id)
+    dets = Detections.from_names(np.array([b["xyxy"] for b in boxes], np.float32).reshape(-1, 4),
+                                 [b["label"] for b in boxes], store.class_names())
+    now = store.version(image_id)
+    same = [(n, [round(float(v), 2) for v in x]) for x, n, _ in store.boxes(image_id)] == \
+        [(b["label"], b["xyxy"]) for b in boxes]
+    if not (now > opened_version and same):  # else: this very save already landed
+        version = store.set_boxes(image_id, dets)
+        notes = [("success", f"Saved {len(boxes)} boxes on image {image_id}.")]
+        if version != opened_version + 1:
+            notes.append(("warning", "Saved — over boxes another session had saved meanwhile (the later save "
+                                     "wins)."))
+        state["flash"] = notes
+    state.pop("edit", None)  # reload from the store
+    move(then if then is not None else image_id, dirty=False)
 
 
-def go(target: int | None) -> None:
-    """Show image ``target`` (None: stay)."""
-    if target is not None:
+def move(target: int | None, dirty: bool) -> None:
+    """Button callback: show image ``target``; with unsaved changes, ask first."""
+    if target is None:
+        state["flash"] = [("success", f"All {total} images here are labeled.")]
+    elif dirty:
+        state["pending"] = target
+    else:
         state["label_image"] = target
         state.pop("pending", None)
-        st.rerun()
-
-
-def neighbour(step: int) -> int:
-    index = (position + step) % total
-    return store.images_page(index, 1, where)[0].id
-
-
-def next_unlabeled() -> int | None:
-    found = store.next_unlabeled(record.id, where)
-    if found is None:
-        st.success(f"All {total} images here are labeled.")
-    return found.id if found else None
 
 
 buttons = st.columns(6)
-if buttons[0].button("Save", type="primary", shortcut="S", key="save"):
-    save()
+buttons[0].button("Save", type="primary", shortcut="S", key="save", on_click=save,
+                  args=(current, record.id, edit["version"]))
 if buttons[1].button("Suggest boxes", shortcut="G", key="suggest"):
     with st.spinner("Detecting…"):
         found = ui.detector(store).predict(record.path).with_class_names(store.class_names()).above(threshold)
-    kept = [b for b in current]
+    kept = list(current)
     for xyxy, name, score in found:
         box = [round(float(v), 2) for v in xyxy]
         if all(ui.box_iou(box, b["xyxy"]) < 0.5 for b in kept):
             kept.append({"label": name, "xyxy": box, "suggested": True})
-    state["edit"] = {**edit, "boxes": kept, "nonce": edit["nonce"] + 1}
+    state["canvas_nonce"] = state.get("canvas_nonce", 0) + 1
+    state["edit"] = {**edit, "boxes": kept, "nonce": state["canvas_nonce"]}
     st.rerun()
 if buttons[2].button("Revert", key="revert", disabled=not dirty):
     load()
     st.rerun()
-targets = {"prev": ("◀ Previous", "P"), "next": ("Next ▶", "N"), "unlabeled": ("Next unlabeled", "U")}
-for column, (name, (label, shortcut)) in zip(buttons[3:], targets.items()):
-    if column.button(label, shortcut=shortcut, key=name):
-        target = {"prev": lambda: neighbour(-1), "next": lambda: neighbour(1), "unlabeled": next_unlabeled}[name]()
-        if dirty and target is not None:
-            state["pending"] = target
-        else:
-            go(target)
+unlabeled = store.next_unlabeled(record.id, where)
+targets = {"prev": ("◀ Previous", "P", store.images_page((position - 1) % total, 1, where)[0].id),
+           "next": ("Next ▶", "N", store.images_page((position + 1) % total, 1, where)[0].id),
+           "unlabeled": ("Next unlabeled", "U", unlabeled.id if unlabeled else None)}
+for column, (name, (label, shortcut, target)) in zip(buttons[3:], targets.items()):
+    column.button(label, shortcut=shortcut, key=name, on_click=move, args=(target, dirty))
 
 if state.get("pending") is not None:
     st.warning("This image has unsaved changes.")
     a, b, c = st.columns(3)
-    if a.button("Save and go", type="primary", key="save_go"):
-        save(then=state["pending"])
-    if b.button("Discard and go", key="discard_go"):
-        go(state["pending"])
-    if c.button("Stay", key="stay"):
-        state.pop("pending", None)
-        st.rerun()
+    a.button("Save and go", type="primary", key="save_go", on_click=save,
+             args=(current, record.id, edit["version"], state["pending"]))
+    b.button("Discard and go", key="discard_go", on_click=move, args=(state["pending"], False))
+    c.button("Stay", key="stay", on_click=lambda: state.pop("pending", None))

@@ -1,0 +1,155 @@
+"""Label page in chromium: draw boxes with the mouse on images larger and smaller than the canvas,
+and accept model suggestions after deleting one; timings of both ways are printed (pytest -s)."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+import ui
+from apprunner import CHROMIUM, CHROMIUM_ARGS, require_chromium, serve_app
+from cowdetect.demo import demo_image
+from cowdetect.images import encode_image
+from cowdetect.store import Store
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    store = Store(tmp_path_factory.mktemp("browser-label") / "data")
+    rng = np.random.default_rng(0)
+    big = store.add_image(encode_image(rng.integers(0, 255, (1200, 1600, 3), dtype=np.uint8), "JPEG"), "big.jpg")[0]
+    small = store.add_image(encode_image(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8), "PNG"), "small.png")[0]
+    # 0-2 are labeled from scratch; on 13, 16 and 22 the pretrained SSD finds 3 cows at score >= 0.3
+    demo = [store.add_image(demo_image(7, "train", i)[0], f"demo-{i}.jpg")[0] for i in (0, 1, 2, 13, 16, 22)]
+    with serve_app(store.data_dir) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 1200})
+        page.goto(url + "/label")
+        page.locator("canvas.upper-canvas >> visible=true").first.wait_for(timeout=60_000)
+        yield page, store, big, small, demo
+        browser.close()
+
+
+def caption(page) -> str:
+    return page.get_by_text(re.compile(r"^Image \d+ of \d+")).first.inner_text(timeout=30_000)
+
+
+def show(page, store, record) -> None:
+    """Go to ``record`` with the Next button (one click per rerun) and wait until its canvas is there."""
+    for _ in range(store.count_images()):
+        before = caption(page)
+        if f"{record.original_name} ·" in before:
+            break
+        page.get_by_role("button", name="Next ▶").click()
+        deadline = time.monotonic() + 30
+        while caption(page) == before:
+            assert time.monotonic() < deadline, "Next did not move"
+            page.wait_for_timeout(100)
+    assert f"{record.original_name} ·" in caption(page)
+    page.locator("canvas.upper-canvas >> visible=true").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(800)
+
+
+def draw(page, record, box) -> None:
+    """Drag the mouse over ``box`` (xyxy image px) on the canvas, through the display scale."""
+    canvas = page.locator("canvas.upper-canvas >> visible=true").first
+    where = canvas.bounding_box()
+    width, _, scale = ui.canvas_size(record.width, record.height)
+    css = where["width"] / width  # CSS px per canvas px (1 unless the page shrinks the canvas)
+    x1, y1, x2, y2 = (v * scale * css for v in box)
+    page.mouse.move(where["x"] + x1, where["y"] + y1)
+    page.mouse.down()
+    page.mouse.move(where["x"] + (x1 + x2) / 2, where["y"] + (y1 + y2) / 2, steps=5)
+    page.mouse.move(where["x"] + x2, where["y"] + y2, steps=5)
+    page.mouse.up()
+    page.wait_for_timeout(400)
+
+
+def save_and_wait(page, store, record, version) -> None:
+    page.get_by_role("button", name="Save").first.click()
+    deadline = time.monotonic() + 30
+    while store.version(record.id) == version:
+        if time.monotonic() > deadline:
+            page.screenshot(path="/tmp/label-fail.png", full_page=True)
+        assert time.monotonic() < deadline, "the save did not reach the store"
+        time.sleep(0.1)
+
+
+def test_drawn_boxes_land_in_image_pixels(served):
+    page, store, big, small, _ = served
+    for record, box in ((big, (400, 300, 1000, 900)), (small, (10, 20, 70, 80))):
+        show(page, store, record)
+        draw(page, record, box)
+        save_and_wait(page, store, record, 0)
+        stored = store.boxes(record.id)
+        assert len(stored) == 1 and stored.names == ["cow"]
+        # within 2 px of the drag, after mapping through the display scale (0.45x and 6x here)
+        assert np.abs(stored.xyxy[0] - np.array(box)).max() <= 2.0, (record.original_name, stored.xyxy)
+    assert not page.locator('[data-testid="stException"]').count()
+
+
+def test_suggest_delete_one_save_and_timings(served):
+    page, store, _, _, demo = served
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    for _ in range(4):  # suggestion threshold 0.5 → 0.3
+        slider.press("ArrowLeft")
+    page.get_by_text("0.30").first.wait_for(timeout=10_000)
+    scratch, suggested = [], []
+    for record in demo[:3]:  # from scratch: one drag per cow, then Save
+        show(page, store, record)
+        truth = demo_image(7, "train", int(record.original_name.split("-")[1].split(".")[0]))[1]
+        started = time.perf_counter()
+        for box in truth.xyxy:
+            draw(page, record, box)
+        save_and_wait(page, store, record, 0)
+        scratch.append(time.perf_counter() - started)
+        assert len(store.boxes(record.id)) == len(truth)
+    for n, record in enumerate(demo[3:]):  # with suggestions: Suggest, delete one, Save
+        show(page, store, record)
+        started = time.perf_counter()
+        page.get_by_role("button", name="Suggest boxes").click()
+        try:
+            page.get_by_text("suggested, orange").wait_for(timeout=120_000)
+        except Exception:
+            page.screenshot(path="/tmp/label-fail.png", full_page=True)
+            raise
+        page.wait_for_timeout(500)
+        count = int(page.get_by_text("suggested, orange").inner_text().split(" boxes")[0])
+        edit = page.get_by_role("button", name="Edit", exact=True)
+        if edit.get_attribute("aria-pressed") != "true":
+            edit.click()
+        # select the first suggestion where no other box overlaps it, then delete it
+        boxes = [b["xyxy"] for b in page_state_boxes(store, record)]
+        target = next((b for b in boxes if all(ui.box_iou(b, o) == 0 for o in boxes if o is not b)), boxes[0])
+        canvas = page.locator("canvas.upper-canvas >> visible=true").first
+        where = canvas.bounding_box()
+        width, _, scale = ui.canvas_size(record.width, record.height)
+        css = where["width"] / width
+        page.mouse.click(where["x"] + (target[0] + target[2]) / 2 * scale * css,
+                         where["y"] + (target[1] + target[3]) / 2 * scale * css)
+        page.get_by_role("button", name="Delete selected").click()
+        page.wait_for_timeout(500)
+        edit.click()  # back to drawing
+        save_and_wait(page, store, record, 0)
+        suggested.append(time.perf_counter() - started)
+        assert len(store.boxes(record.id)) == count - 1, (n, count)
+    print(f"\nlabel one demo image in the browser test: from scratch median {statistics.median(scratch):.1f} s "
+          f"({[round(s, 1) for s in scratch]}), with suggestions median {statistics.median(suggested):.1f} s "
+          f"({[round(s, 1) for s in suggested]})")
+    assert not page.locator('[data-testid="stException"]').count()
+
+
+def page_state_boxes(store, record):
+    """The suggestions the page shows: the same cached detector, run here on the same image."""
+    from cowdetect import DetectorBox
+    box = DetectorBox.pretrained(weights_dir=store.weights_dir)
+    found = box.predict(record.path).with_class_names(store.class_names()).above(0.3)
+    return [{"xyxy": [float(v) for v in b]} for b in found.xyxy]
