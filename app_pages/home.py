@@ -37,10 +37,10 @@ def overview() -> None:
 overview()
 st.markdown(ui.active_model_note(store))
 
-images = store.images(labeled=True)
-if images:
+labeled = store.count_images(labeled=True)
+if labeled:
     st.subheader("A few labeled images")
-    picks = images[:: max(1, len(images) // 4)][:4]
+    picks = [store.images_page(i, 1, labeled=True)[0] for i in range(0, labeled, max(1, labeled // 4))][:4]
     for col, record in zip(st.columns(len(picks)), picks):
         col.image(ui.labeled_thumbnail(store, record.id),
                   caption=f"#{record.id} · {record.split} · {len(store.boxes(record.id))} cows")

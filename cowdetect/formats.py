@@ -49,6 +49,23 @@ class ImportReport:
     def skip(self, name: str, reason: str) -> None:
         self.skipped.append((name, reason))
 
+    def store(self, store: Store, name: str, content: Any, split: str, boxes: Detections | None = None,
+              file_name: str | None = None) -> None:
+        """Add one image (bytes or RGB array) with its boxes to ``store``, counting it here; an
+        image that cannot be stored is skipped with the store's reason."""
+        try:
+            record, created = store.add_image(content, name=file_name or PurePosixPath(name).name, split=split,
+                                              boxes=boxes)
+        except ValueError as exc:
+            self.skip(name, str(exc))
+            return
+        self.image_ids[name] = record.id
+        if created:
+            self.added += 1
+            self.boxes += len(boxes) if boxes is not None else 0
+        else:
+            self.already_present += 1
+
     def summary(self) -> str:
         """One line for a page or the CLI."""
         text = f"{self.added} images added ({self.boxes} boxes), {self.already_present} already stored"
@@ -127,26 +144,13 @@ def import_images(store: Store, files: Iterable[tuple[str, bytes]], split: str =
     are skipped with a reason; identical images are stored once.
     """
     report = ImportReport()
-
-    def add(name: str, data: bytes) -> None:
-        try:
-            record, created = store.add_image(data, name=PurePosixPath(name).name, split=split)
-        except ValueError as exc:
-            report.skip(name, str(exc))
-            return
-        report.image_ids[name] = record.id
-        if created:
-            report.added += 1
-        else:
-            report.already_present += 1
-
     for name, data in files:
         suffix = PurePosixPath(name).suffix.lower()
         if suffix == ".zip":
             for inner, content in zip_entries(data, name, report):
-                add(f"{name}/{inner}", content)
+                report.store(store, f"{name}/{inner}", content, split)
         elif suffix in IMAGE_SUFFIXES:
-            add(name, data)
+            report.store(store, name, data, split)
         else:
             report.skip(name, f"not an image or zip file ({suffix or 'no extension'}); "
                               f"expected {', '.join(IMAGE_SUFFIXES)} or .zip")
@@ -276,17 +280,7 @@ def import_coco(store: Store, coco: str | Path | bytes | dict[str, Any], images:
             continue
         dets = Detections.from_names(np.array([b for b, _ in boxes], np.float64).reshape(-1, 4),
                                      [n for _, n in boxes], vocab)
-        try:
-            record, created = store.add_image(content, name=PurePosixPath(name).name, split=split, boxes=dets)
-        except ValueError as exc:
-            report.skip(name, str(exc))
-            continue
-        report.image_ids[name] = record.id
-        if created:
-            report.added += 1
-            report.boxes += len(dets)
-        else:
-            report.already_present += 1
+        report.store(store, name, content, split, dets)
     return report
 
 
@@ -426,16 +420,6 @@ def import_deeplake(store: Store, source: str = DEEPLAKE_COCO, category: str | N
         xyxy[:, 0::2] = xyxy[:, 0::2].clip(0, width)
         xyxy[:, 1::2] = xyxy[:, 1::2].clip(0, height)
         class_names = [names[int(i)] for i in labels[keep]]
-        try:
-            record, created = store.add_image(rgb[..., :3].astype(np.uint8), name=f"deeplake-{row:07d}.png",
-                                              split=split, boxes=Detections.from_names(xyxy, class_names, vocab))
-        except ValueError as exc:
-            report.skip(label, str(exc))
-            continue
-        report.image_ids[label] = record.id
-        if created:
-            report.added += 1
-            report.boxes += int(keep.sum())
-        else:
-            report.already_present += 1
+        report.store(store, label, rgb[..., :3].astype(np.uint8), split, Detections.from_names(xyxy, class_names, vocab),
+                     file_name=f"deeplake-{row:07d}.png")
     return report

@@ -1,4 +1,4 @@
-"""Make the README pictures: docs/demo-images.png, docs/home.png, docs/train.png and docs/track.png.
+"""Make the README pictures: docs/demo-images.png, home.png, label.png, train.png and track.png.
 
 Usage: python scripts/screenshots.py --data-dir data   (a data folder with the demo in it)
 """
@@ -45,6 +45,7 @@ def pages(data_dir: Path) -> None:
         page.locator('[data-testid="stImage"] img').last.wait_for(timeout=30_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ROOT / "docs" / "home.png"), full_page=True)
+        label(page, url)
         page.set_viewport_size({"width": 1300, "height": 2300})  # the page scrolls inside; show it all
         page.goto(url + "/train")
         moo = page.get_by_text("Moo! mAP50").first
@@ -57,6 +58,20 @@ def pages(data_dir: Path) -> None:
         page.screenshot(path=str(ROOT / "docs" / "train.png"), full_page=True)
         track(page, url)
         browser.close()
+
+
+def label(page, url: str) -> None:
+    """docs/label.png: the Label page on the first image, with suggestions loaded."""
+    page.set_viewport_size({"width": 1300, "height": 1100})
+    page.goto(url + "/label")
+    page.locator("canvas.upper-canvas >> visible=true").first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Next ▶").click()
+    page.wait_for_timeout(2000)
+    page.get_by_role("button", name="Suggest boxes").click()
+    page.get_by_text("boxes ·").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(2500)
+    page.screenshot(path=str(ROOT / "docs" / "label.png"), full_page=True)
+    page.set_viewport_size({"width": 1300, "height": 1000})
 
 
 def track(page, url: str) -> None:

@@ -85,3 +85,14 @@ def video_store(tmp_path: Path) -> Store:
     make_demo_video(s, seconds=2.0, fps=10, size=(160, 96))
     add_tiny_model(s)
     return s
+
+
+def open_page(name: str, store: Store, monkeypatch: pytest.MonkeyPatch):
+    """An AppTest of app_pages/<name>.py on ``store``'s data folder, run once without exceptions."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("COWDETECT_DATA_DIR", str(store.data_dir))
+    at = AppTest.from_file(str(ROOT / "app_pages" / f"{name}.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

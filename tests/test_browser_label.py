@@ -147,6 +147,21 @@ def test_suggest_delete_one_save_and_timings(served):
     assert not page.locator('[data-testid="stException"]').count()
 
 
+def test_boxes_are_there_after_a_restart(served):
+    """A second app process on the same data folder (a restart) shows every saved box."""
+    page, store, big, _, _ = served
+    labeled = {r.id: len(store.boxes(r.id)) for r in store.images(labeled=True)}
+    assert labeled, "run after the labeling tests"
+    with serve_app(store.data_dir) as url:
+        fresh = page.context.browser.new_page(viewport={"width": 1300, "height": 1200})
+        fresh.goto(url + "/label")
+        for image_id, count in labeled.items():
+            record = store.image(image_id)
+            show(fresh, store, record)
+            fresh.get_by_text(f"{count} boxes · saved").first.wait_for(timeout=30_000)
+        fresh.close()
+
+
 def page_state_boxes(store, record):
     """The suggestions the page shows: the same cached detector, run here on the same image."""
     from cowdetect import DetectorBox

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from cowdetect.cli import main
-from cowdetect.formats import (MAX_RATIO, export_coco, export_yolo, import_coco, import_deeplake, import_images,
+from cowdetect.formats import (MAX_RATIO, export_yolo, import_coco, import_deeplake, import_images,
                                write_coco)
 from cowdetect.images import encode_image
 from cowdetect.store import Store
@@ -206,3 +206,12 @@ def test_cli_import_export(tmp_path, store, capsys):
     assert "not JSON" in capsys.readouterr().err
     assert main(["import-images", str(folder / "999.jpg"), "--json", *d]) == 0
     assert json.loads(capsys.readouterr().out)["added"] == 1
+
+
+def test_zip_total_unpacked_size_is_capped(store, monkeypatch):
+    import cowdetect.formats as formats
+
+    monkeypatch.setattr(formats, "MAX_UNPACKED_BYTES", 2 * len(jpeg(1)) + 10)
+    archive = zipped({f"{i}.jpg": jpeg(i) for i in range(5)})
+    report = import_images(store, [("many.zip", archive)])
+    assert report.added == 2 and "unpacks to more than" in report.skipped[-1][1]

@@ -5,16 +5,12 @@ from __future__ import annotations
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+from conftest import open_page
 from cowdetect.images import encode_image
 
 
 def page(store, monkeypatch) -> AppTest:
-    monkeypatch.setenv("COWDETECT_DATA_DIR", str(store.data_dir))
-    at = AppTest.from_file(str(ROOT / "app_pages" / "data.py"), default_timeout=120)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("data", store, monkeypatch)
 
 
 def button(at, label):

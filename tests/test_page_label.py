@@ -8,18 +8,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, add_tiny_model
+from conftest import add_tiny_model, open_page
 from cowdetect.detections import Detections
 from cowdetect.images import encode_image
 from cowdetect.store import Store
 
 
-def page(store: Store, monkeypatch) -> AppTest:
-    monkeypatch.setenv("COWDETECT_DATA_DIR", str(store.data_dir))
-    at = AppTest.from_file(str(ROOT / "app_pages" / "label.py"), default_timeout=120)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def page(store, monkeypatch) -> AppTest:
+    return open_page("label", store, monkeypatch)
 
 
 def draw(at: AppTest, image_id: int, canvas_boxes: list[tuple[float, float, float, float]], scale: float,

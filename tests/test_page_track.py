@@ -6,16 +6,12 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+from conftest import open_page
 from cowdetect import jobs
 
 
 def page(store, monkeypatch) -> AppTest:
-    monkeypatch.setenv("COWDETECT_DATA_DIR", str(store.data_dir))
-    at = AppTest.from_file(str(ROOT / "app_pages" / "track.py"), default_timeout=120)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("track", store, monkeypatch)
 
 
 def test_no_video_yet(store, monkeypatch):
