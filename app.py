@@ -7,7 +7,9 @@ pages = [
     st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("app_pages/label.py", title="Label", icon="✏️"),
     st.Page("app_pages/data.py", title="Data", icon="📦"),
+    st.Page("app_pages/predictions.py", title="Predictions", icon="🔍"),
     st.Page("app_pages/train.py", title="Train", icon="🏋️"),
+    st.Page("app_pages/evaluate.py", title="Evaluate", icon="📊"),
     st.Page("app_pages/models.py", title="Models", icon="🗂️"),
     st.Page("app_pages/track.py", title="Track", icon="🎥"),
 ]

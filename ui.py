@@ -160,3 +160,50 @@ def box_iou(a: list[float], b: list[float]) -> float:
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
     return w * h / union if union > 0 else 0.0
+
+
+def detector_for(target: Store, model: str) -> tuple[DetectorBox, str]:
+    """(cached DetectorBox, label) for 'active', 'pretrained' or a stored version's id/name. Never mutate it."""
+    if model == "active":
+        return detector(target), (target.active_model().name if target.active_model() else "pretrained COCO")
+    if model == "pretrained":
+        return _pretrained_detector(str(target.weights_dir)), "pretrained COCO"
+    record = target.model(model)
+    return _load_detector(str(record.checkpoint), record.checkpoint.stat().st_mtime), record.name
+
+
+def model_choices(target: Store) -> dict[str, str]:
+    """Model options for a selectbox: value → label (active, pretrained, then versions newest first)."""
+    return {"active": "active model (else pretrained)", "pretrained": "pretrained COCO"} | \
+        {str(m.id): m.name for m in reversed(target.models())}
+
+
+def latest_result(target: Store, model: str, split: str | None = None) -> dict | None:
+    """The newest stored evaluation of a model choice ('active', 'pretrained' or an id), optionally on one split."""
+    if model == "active":
+        active = target.active_model()
+        model = str(active.id) if active else "pretrained"
+    for result in target.results():
+        if split is not None and result["split"] != split:
+            continue
+        if (model == "pretrained" and result["model_id"] is None) or \
+                (model != "pretrained" and result["model_id"] == target.model(model).id):
+            return result
+    return None
+
+
+def worst_first(target: Store, model: str) -> list[int]:
+    """Image ids of the model's latest evaluation, lowest AP first (images without cows last)."""
+    result = latest_result(target, model)
+    if result is None:
+        return []
+    rows = sorted(result["metrics"]["per_image"], key=lambda r: (r["ap"] < 0, r["ap"], -r["fn"]))
+    return [int(r["image_id"]) for r in rows]
+
+
+def detectron2_id(box: DetectorBox, class_id: int) -> int:
+    """The seed's detectron2 class id for one of the model's class ids: COCO's 80 real categories
+    numbered from 0 (person 0, dog 16, cow 19); other models: foreground classes from 0."""
+    names = box.class_names
+    real = [i for i, n in enumerate(names) if i > 0 and n != "N/A"]
+    return real.index(class_id) if class_id in real else class_id - 1

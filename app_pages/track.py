@@ -41,8 +41,7 @@ video_id = st.selectbox("Video", ids, index=ids.index(st.session_state["video_id
                                               f"{videos[i]['height']} · {videos[i]['frames']} frames"
                                               + (" · ground truth" if videos[i]["gt_path"] else ""))
 with st.form("track"):
-    models = {"active": "active model (else pretrained)", "pretrained": "pretrained COCO"} | \
-        {str(m.id): m.name for m in reversed(store.models())}
+    models = ui.model_choices(store)
     model = st.selectbox("Model", list(models), format_func=models.get)
     c1, c2, c3 = st.columns(3)
     score = c1.slider("Score threshold", 0.05, 0.95, defaults.score_threshold, 0.05, key="score")

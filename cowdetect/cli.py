@@ -195,11 +195,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"split {args.split!r} has no labeled images to evaluate on")
     box, label, model_id = _open_detector(args, store)
     print(f"evaluating {label} on {len(dataset)} {args.split} images", file=sys.stderr)
-    result = box.evaluate(dataset)
+    predictions = box.predict_dataset(dataset)
+    result = box.evaluate(dataset, predictions=predictions, backend=args.backend)
     metrics = result.as_dict()
     store.add_result(label, args.split, store.dataset_hash(args.split), metrics, model_id)
+    if args.predictions:
+        from .files import atomic_write_bytes
+        from .formats import coco_results
+        detections = coco_results(store, predictions, [s.image_id for s in dataset])
+        atomic_write_bytes(args.predictions, json.dumps(detections).encode())
+        print(f"wrote {len(detections)} detections to {args.predictions} (COCO results format; ids as in "
+              f"export-coco --split {args.split})", file=sys.stderr)
     if args.json:
-        _print_json({"model": label, "split": args.split, **metrics})
+        _print_json({"model": label, "split": args.split, **{k: v for k, v in metrics.items() if k != "pr_curve"}})
     else:
         print(f"{label} on {args.split} ({result.num_images} images, {result.num_ground_truth} boxes): "
               f"mAP {result.map:.4f}  mAP50 {result.map_50:.4f}  mAP75 {result.map_75:.4f}")
@@ -417,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("evaluate", "mAP of a model on a split")
     model_args(p)
     p.add_argument("--split", default="test")
+    p.add_argument("--predictions", metavar="OUT.json",
+                   help="also write the detections in COCO results format (ids as in export-coco --split S)")
+    p.add_argument("--backend", choices=["faster_coco_eval", "pycocotools"], default=None,
+                   help="COCO evaluation code (default: faster_coco_eval when installed; same numbers)")
     p.set_defaults(func=cmd_evaluate)
 
     p = add("track", "follow each cow through a video (Norfair); write the annotated video and tracks")

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Sequence, overload
+from typing import Any, Callable, Sequence, overload
 
 import torch
 
@@ -252,23 +252,35 @@ class DetectorBox:
 
     # -- evaluate -----------------------------------------------------------------------
     def evaluate(self, dataset: LabeledDataset, *, batch_size: int = 4, backend: str | None = None,
-                 iou_threshold: float = 0.5, score_threshold: float = 0.5) -> EvalResult:
+                 iou_threshold: float = 0.5, score_threshold: float = 0.5,
+                 predictions: list[Detections] | None = None) -> EvalResult:
         """COCO mAP of this model on ``dataset`` (torchmetrics, pycocotools semantics).
 
         Returns map (IoU .50:.95), map_50, map_75, per-class AP and a per-image table (TP,
         FP, FN at ``iou_threshold`` for boxes scoring ≥ ``score_threshold``, and AP).
-        Predicted classes are matched to the dataset's by name.
+        Predicted classes are matched to the dataset's by name. ``predictions`` (from
+        :meth:`predict_dataset`) skips predicting again.
         """
         if not len(dataset):
             raise ValueError(f"dataset {dataset.name!r}: no images to evaluate on")
+        preds = predictions if predictions is not None else self.predict_dataset(dataset, batch_size)
+        return evaluate_detections(preds, [s.boxes for s in dataset], [s.image_id for s in dataset],
+                                   backend=backend, iou_threshold=iou_threshold, score_threshold=score_threshold)
+
+    def predict_dataset(self, dataset: LabeledDataset, batch_size: int = 4,
+                        progress: Callable[[int, int], bool] | None = None) -> list[Detections]:
+        """Detections (xyxy px, the model's own class names, all scores ≥ its threshold) for each
+        image of ``dataset``. ``progress(done, total)`` after each batch; return False to stop
+        (raises InterruptedError)."""
         preds: list[Detections] = []
         for start in range(0, len(dataset), batch_size):
             chunk = dataset.samples[start:start + batch_size]
             arrays = [s.load() for s in chunk]
             outs = predict_tensors(self.model, arrays, self.device, batch_size)
             preds.extend(Detections.from_torchvision(o, self.class_names) for o in outs)
-        return evaluate_detections(preds, [s.boxes for s in dataset], [s.image_id for s in dataset],
-                                   backend=backend, iou_threshold=iou_threshold, score_threshold=score_threshold)
+            if progress is not None and progress(len(preds), len(dataset)) is False:
+                raise InterruptedError(f"stopped after {len(preds)} of {len(dataset)} images")
+        return preds
 
     # -- save / load --------------------------------------------------------------------
     def save(self, path: str | Path, meta: dict[str, Any] | None = None,

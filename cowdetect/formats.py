@@ -311,6 +311,23 @@ def export_coco(store: Store, split: str | None = None) -> dict[str, Any]:
             "categories": [{"id": i, "name": name, "supercategory": "animal"} for name, i in category_id.items()]}
 
 
+def coco_results(store: Store, predictions: Sequence[Detections], image_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Detections in COCO results format — image_id, category_id, bbox [x, y, w, h] px, score — with
+    the ids :func:`export_coco` writes, so pycocotools' ``COCO.loadRes`` can re-check our numbers.
+    Classes the dataset does not have (a COCO model's 'person') are left out."""
+    classes = store.classes()
+    category_id = {name: i + 1 for i, name in enumerate(classes)}
+    out = []
+    for image_id, dets in zip(image_ids, predictions):
+        kept = dets.with_class_names(store.class_names())
+        scores = kept.score if kept.score is not None else np.ones(len(kept), np.float32)
+        for (x1, y1, x2, y2), name, score in zip(kept.xyxy.astype(float), kept.names, scores):
+            out.append({"image_id": int(image_id), "category_id": category_id[name],
+                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                        "score": round(float(score), 5)})
+    return out
+
+
 def write_coco(store: Store, path: str | Path, split: str | None = None, images_dir: str | Path | None = None
                ) -> dict[str, int]:
     """Write :func:`export_coco` to ``path`` (and the image files, named as in the JSON, to

@@ -11,13 +11,14 @@ whose process is gone is marked ``interrupted`` and resumes from its last checkp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -260,18 +261,12 @@ def run_training(store: Store, run_id: int, log: Log | None = None, log_every: f
     settings = run["params"]
     store.update_run(run_id, status="running", started_at=run["started_at"] or _now())
     folder = store.inside(Path("runs") / f"run-{run_id}")
-    try:
-        return _train(store, run_id, settings, folder, log, log_every)
-    except torch.cuda.OutOfMemoryError as exc:
-        _fail(store, run_id, f"the GPU ran out of memory ({str(exc).splitlines()[0]}); try a smaller batch size "
-                             f"or image size. Checkpoints so far are kept.")
-        raise
-    except KeyboardInterrupt:
-        store.update_run(run_id, status="interrupted", error="interrupted (Ctrl+C or SIGTERM)", finished_at=_now())
-        raise
-    except BaseException as exc:
-        _fail(store, run_id, str(exc))
-        raise
+    with _recorded(store, run_id):
+        try:
+            return _train(store, run_id, settings, folder, log, log_every)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise RuntimeError(f"the GPU ran out of memory ({str(exc).splitlines()[0]}); try a smaller batch size "
+                               f"or image size. Checkpoints so far are kept.") from exc
 
 
 def _fail(store: Store, run_id: int, message: str) -> None:
@@ -426,6 +421,27 @@ def install_sigterm_handler() -> None:
 
 
 
+@contextlib.contextmanager
+def _recorded(store: Store, run_id: int) -> Iterator[None]:
+    """End the run as ``interrupted`` on Ctrl+C / SIGTERM and ``failed`` (with the reason) on any
+    other error, then re-raise."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        store.update_run(run_id, status="interrupted", error="interrupted (Ctrl+C or SIGTERM)", finished_at=_now())
+        raise
+    except BaseException as exc:
+        _fail(store, run_id, str(exc))
+        raise
+
+
+def _open_model(store: Store, model: str, device: str) -> DetectorBox:
+    """'pretrained' or a stored version's id, as a DetectorBox on ``device``."""
+    if model == "pretrained":
+        return DetectorBox.pretrained(device, weights_dir=store.weights_dir)
+    return DetectorBox.load(store.model(int(model)).checkpoint, device=device)
+
+
 # -- tracking ------------------------------------------------------------------------------
 
 # What a tracking run leaves in runs/run-N/.
@@ -531,13 +547,11 @@ def run_tracking(store: Store, run_id: int, log: Log | None = None) -> dict[str,
         return run
     settings = run["params"]
     store.update_run(run_id, status="running", started_at=_now(), iteration=0, error=None)
-    try:
+    with _recorded(store, run_id):
         video = next((v for v in store.videos() if v["id"] == settings["video_id"]), None)
         if video is None:
             raise ValueError(f"video {settings['video_id']} is no longer stored")
-        model = settings["model"]
-        box = DetectorBox.pretrained(settings["device"], weights_dir=store.weights_dir) if model == "pretrained" \
-            else DetectorBox.load(store.model(int(model)).checkpoint, device=settings["device"])
+        box = _open_model(store, settings["model"], settings["device"])
         outputs = track_outputs(store, run_id)
         outputs["video"].parent.mkdir(parents=True, exist_ok=True)
         log(f"run {run_id}: tracking {video['original_name']} ({video['frames']} frames) with "
@@ -567,18 +581,96 @@ def run_tracking(store: Store, run_id: int, log: Log | None = None) -> dict[str,
             + (f"; MOTA {metrics['mot']['mota']:.3f} IDF1 {metrics['mot']['idf1']:.3f}" if "mot" in metrics else "")
             + (f"; {result.warning}" if result.warning else ""))
         return store.run(run_id)
-    except KeyboardInterrupt:
-        store.update_run(run_id, status="interrupted", error="interrupted (Ctrl+C or SIGTERM)", finished_at=_now())
-        raise
-    except BaseException as exc:
-        _fail(store, run_id, str(exc))
-        raise
 
 
 def run_job(store: Store, run_id: int, log: Log | None = None) -> dict[str, Any]:
     """Run any queued run by its kind (what ``python -m cowdetect worker RUN_ID`` does)."""
     kind = store.run(run_id)["kind"]
-    runners: dict[str, Callable[..., dict[str, Any]]] = {"train": run_training, "track": run_tracking}
+    runners: dict[str, Callable[..., dict[str, Any]]] = {"train": run_training, "track": run_tracking,
+                                                         "evaluate": run_evaluation}
     if kind not in runners:
         raise ValueError(f"run {run_id}: unknown kind {kind!r}; expected one of {sorted(runners)}")
     return runners[kind](store, run_id, log=log)
+
+
+# -- evaluation ----------------------------------------------------------------------------
+
+def evaluation_settings(store: Store, model: str, split: str = "test", device: str = "auto") -> dict[str, Any]:
+    """Check and complete an evaluation of ``model`` ('pretrained' or a stored version's name or
+    id) on ``split``: its label, the split's content hash (the cache key) and the device.
+
+    Raises:
+        ValueError: an unknown model or split, a split without labeled images or without
+            ground-truth boxes, or a model whose classes share no name with the dataset's.
+    """
+    from .config import DEFAULT_ARCHITECTURE, GPU_ARCHITECTURE
+    from .detections import BACKGROUND
+    from .models import coco_class_names
+
+    dev = resolve_device(device)
+    if model == "pretrained":
+        architecture = GPU_ARCHITECTURE if dev.type == "cuda" else DEFAULT_ARCHITECTURE
+        label, model_id, classes = f"pretrained COCO {architecture}", None, coco_class_names(architecture)
+    else:
+        record = store.model(model)
+        label, model_id, classes = record.name, record.id, record.classes
+    dataset = store.dataset(split)
+    if not len(dataset):
+        raise ValueError(f"split {split!r} has no labeled images to evaluate on; label some or choose another split")
+    if dataset.num_boxes == 0:
+        raise ValueError(f"split {split!r} has {len(dataset)} labeled images but no ground-truth boxes: mAP is "
+                         f"undefined without cows to find")
+    shared = (set(classes) - {BACKGROUND}) & set(store.classes())
+    if not shared:
+        raise ValueError(f"model {label}: its classes {list(classes)[:8]} share no name with the dataset's "
+                         f"{list(store.classes())}; nothing to score")
+    return {"model": "pretrained" if model_id is None else str(model_id), "model_label": label, "model_id": model_id,
+            "split": split, "dataset_hash": store.dataset_hash(split), "device": str(dev)}
+
+
+def cached_evaluation(store: Store, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored result for exactly these settings (same model, same split content), or None."""
+    return store.cached_result(settings["model_label"], settings["split"], settings["dataset_hash"],
+                               settings["model_id"])
+
+
+def create_evaluation_run(store: Store, settings: dict[str, Any]) -> int:
+    """Queue an evaluation with checked ``settings`` (see :func:`evaluation_settings`); returns its id."""
+    return _create_run(store, "evaluate", settings, len(store.dataset(settings["split"])))
+
+
+def run_evaluation(store: Store, run_id: int, log: Log | None = None) -> dict[str, Any]:
+    """Run evaluation run ``run_id``: predict the split's images (progress per batch, stop
+    honoured), score them, and store the result (its id in the run's metrics)."""
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    run = _claim(store, run_id, "evaluate", log)
+    if run["status"] == "stopped":
+        return run
+    settings = run["params"]
+    store.update_run(run_id, status="running", started_at=_now(), iteration=0, error=None)
+    with _recorded(store, run_id):
+        dataset = store.dataset(settings["split"])
+        box = _open_model(store, settings["model"], settings["device"])
+        log(f"run {run_id}: evaluating {settings['model_label']} on {len(dataset)} {settings['split']} images")
+        state = {"last": 0.0}
+
+        def on_progress(done: int, total: int) -> bool:
+            if time.monotonic() - state["last"] >= 1.0 or done == total:
+                state["last"] = time.monotonic()
+                store.update_run(run_id, iteration=done, total=total)
+                return not store.run(run_id)["stop_requested"]
+            return True
+
+        try:
+            predictions = box.predict_dataset(dataset, progress=on_progress)
+        except InterruptedError as exc:
+            store.update_run(run_id, status="stopped", error=str(exc), finished_at=_now())
+            return store.run(run_id)
+        result = box.evaluate(dataset, predictions=predictions)
+        dataset_hash = store.dataset_hash(settings["split"])  # the data may have changed meanwhile
+        result_id = store.add_result(settings["model_label"], settings["split"], dataset_hash, result.as_dict(),
+                                     settings["model_id"])
+        store.update_run(run_id, status="done", iteration=len(dataset), metrics={"result_id": result_id,
+                         "map": result.map, "map_50": result.map_50}, finished_at=_now())
+        log(f"run {run_id}: mAP {result.map:.4f}, mAP50 {result.map_50:.4f}")
+        return store.run(run_id)

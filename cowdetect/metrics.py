@@ -46,6 +46,9 @@ class EvalResult:
     iou_threshold: float = 0.5
     score_threshold: float = 0.5
     backend: str = "pycocotools"
+    # Precision-recall curve at IoU 0.5 per class: precision at recall 0.00, 0.01, ... 1.00
+    # (COCO's interpolated precision, all areas, 100 detections; -1 where recall is never reached).
+    pr_curve: dict[str, list[float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -66,9 +69,10 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10).tolist()
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101).tolist()
 
 
-def _metric(backend: str, class_metrics: bool) -> MeanAveragePrecision:
+def _metric(backend: str, class_metrics: bool, extended: bool = False) -> MeanAveragePrecision:
     return MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=class_metrics, backend=backend,
-                                iou_thresholds=IOU_THRESHOLDS, rec_thresholds=RECALL_THRESHOLDS)
+                                iou_thresholds=IOU_THRESHOLDS, rec_thresholds=RECALL_THRESHOLDS,
+                                extended_summary=extended)
 
 
 def match(pred: Detections, gt: Detections, iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -119,14 +123,21 @@ def evaluate_detections(preds: Sequence[Detections], gts: Sequence[Detections],
     backend = backend or default_backend()
     ids = list(image_ids) if image_ids is not None else list(range(len(gts)))
 
-    metric = _metric(backend, class_metrics=True)
+    metric = _metric(backend, class_metrics=True, extended=True)
     metric.update(*_tm_inputs(preds, gts))
     out = metric.compute()
     per_class: dict[str, dict[str, float]] = {}
+    pr_curve: dict[str, list[float]] = {}
     classes = out["classes"].reshape(-1).tolist()
+    # precision: (IoU thresholds, recall thresholds, classes, areas, max detections); IoU 0.5,
+    # all areas, 100 detections. Its class axis follows the sorted class ids, as "classes" does.
+    precision = out["precision"][0, :, :, 0, -1].numpy()
     for k, cls in enumerate(classes):
+        curve = precision[:, k]
         per_class[names[int(cls)]] = {"ap": float(out["map_per_class"].reshape(-1)[k]),
+                                      "ap_50": float(curve[curve > -1].mean()) if (curve > -1).any() else -1.0,
                                       "ar_100": float(out["mar_100_per_class"].reshape(-1)[k])}
+        pr_curve[names[int(cls)]] = [round(float(v), 6) for v in curve]
 
     per_image = []
     for image_id, pred, gt in zip(ids, preds, gts):
@@ -146,4 +157,4 @@ def evaluate_detections(preds: Sequence[Detections], gts: Sequence[Detections],
                                        "mar_1", "mar_10", "mar_100")},
         num_images=len(gts), num_ground_truth=sum(len(g) for g in gts),
         num_predictions=sum(len(p) for p in preds), per_class=per_class, per_image=per_image,
-        iou_threshold=iou_threshold, score_threshold=score_threshold, backend=backend)
+        iou_threshold=iou_threshold, score_threshold=score_threshold, backend=backend, pr_curve=pr_curve)

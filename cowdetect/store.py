@@ -671,6 +671,27 @@ class Store:
                                                       json.dumps(metrics)))
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
+    def cached_result(self, model_label: str, split: str, dataset_hash: str,
+                      model_id: int | None = None) -> dict[str, Any] | None:
+        """The newest result for this model (by id when stored, else by label) on exactly this
+        split content (``dataset_hash``), or None: re-opening a page never recomputes."""
+        with self.connect() as conn:
+            if model_id is not None:
+                row = conn.execute("SELECT * FROM results WHERE model_id = ? AND split = ? AND dataset_hash = ? "
+                                   "ORDER BY id DESC LIMIT 1", (int(model_id), split, dataset_hash)).fetchone()
+            else:
+                row = conn.execute("SELECT * FROM results WHERE model_id IS NULL AND model_label = ? AND split = ? "
+                                   "AND dataset_hash = ? ORDER BY id DESC LIMIT 1",
+                                   (model_label, split, dataset_hash)).fetchone()
+        return {**dict(row), "metrics": json.loads(row["metrics"])} if row is not None else None
+
+    def delete_image(self, image_id: int) -> None:
+        """Remove an image, its boxes and its file."""
+        record = self.image(image_id)
+        with self.connect() as conn:
+            conn.execute("DELETE FROM images WHERE id = ?", (record.id,))
+        record.path.unlink(missing_ok=True)
+
     def results(self) -> list[dict[str, Any]]:
         """All evaluation results, newest first (metrics decoded)."""
         with self.connect() as conn:

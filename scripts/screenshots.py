@@ -1,4 +1,4 @@
-"""Make the README pictures: docs/demo-images.png, home.png, label.png, train.png and track.png.
+"""Make the README pictures: docs/demo-images.png, home.png, label.png, train.png, evaluate.png, track.png.
 
 Usage: python scripts/screenshots.py --data-dir data   (a data folder with the demo in it)
 """
@@ -56,8 +56,18 @@ def pages(data_dir: Path) -> None:
             return
         page.wait_for_timeout(2500)
         page.screenshot(path=str(ROOT / "docs" / "train.png"), full_page=True)
+        evaluate(page, url)
         track(page, url)
         browser.close()
+
+
+def evaluate(page, url: str) -> None:
+    """docs/evaluate.png: pretrained vs the newest version on the test split (evaluations already stored)."""
+    page.set_viewport_size({"width": 1300, "height": 1900})
+    page.goto(url + "/evaluate")
+    page.get_by_text("Per image, worst first").wait_for(timeout=60_000)
+    page.wait_for_timeout(3000)
+    page.screenshot(path=str(ROOT / "docs" / "evaluate.png"), full_page=True)
 
 
 def label(page, url: str) -> None:

@@ -87,12 +87,17 @@ def video_store(tmp_path: Path) -> Store:
     return s
 
 
-def open_page(name: str, store: Store, monkeypatch: pytest.MonkeyPatch):
-    """An AppTest of app_pages/<name>.py on ``store``'s data folder, run once without exceptions."""
+def open_page(name: str, store: Store, monkeypatch: pytest.MonkeyPatch, router: bool = False):
+    """An AppTest of app_pages/<name>.py on ``store``'s data folder, run once without exceptions.
+    ``router``: run it through app.py's st.navigation (needed by pages that link to others)."""
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("COWDETECT_DATA_DIR", str(store.data_dir))
-    at = AppTest.from_file(str(ROOT / "app_pages" / f"{name}.py"), default_timeout=120)
+    if router:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.switch_page(f"app_pages/{name}.py")
+    else:
+        at = AppTest.from_file(str(ROOT / "app_pages" / f"{name}.py"), default_timeout=120)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
