@@ -14,3 +14,4 @@ def test_docstring_tutorial_runs(tmp_path, monkeypatch):
     exec(compile(code, "cowdetect tutorial", "exec"), {})
     assert (tmp_path / "data" / "models" / "tutorial.pt").is_file()
     assert cowdetect.DetectorBox.load(tmp_path / "data" / "models" / "tutorial.pt").classes == ("cow",)
+    assert (tmp_path / "tracked.mp4").stat().st_size > 0 and (tmp_path / "tracks.txt").is_file()
