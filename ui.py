@@ -197,8 +197,8 @@ def worst_first(target: Store, model: str) -> list[int]:
     result = latest_result(target, model)
     if result is None:
         return []
-    rows = sorted(result["metrics"]["per_image"], key=lambda r: (r["ap"] < 0, r["ap"], -r["fn"]))
-    return [int(r["image_id"]) for r in rows]
+    from cowdetect.metrics import worst_first as by_worst
+    return [int(r["image_id"]) for r in by_worst(result["metrics"]["per_image"])]
 
 
 def detectron2_id(box: DetectorBox, class_id: int) -> int:

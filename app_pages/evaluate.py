@@ -10,6 +10,7 @@ from PIL import Image
 
 import ui
 from cowdetect import jobs
+from cowdetect.metrics import worst_first
 
 st.title("Evaluate")
 store = ui.store()
@@ -94,7 +95,7 @@ right.line_chart(curve, x_label="recall", y_label="precision at IoU 0.5", height
 
 st.subheader("Per image, worst first")
 shown = st.selectbox("Model", list(done), index=len(done) - 1, format_func=labels.get, key="eval_per_image")
-rows = sorted(done[shown]["metrics"]["per_image"], key=lambda r: (r["ap"] < 0, r["ap"], -r["fn"]))[:50]
+rows = worst_first(done[shown]["metrics"]["per_image"])[:50]
 
 
 def thumb(image_id: int) -> str | None:

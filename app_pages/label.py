@@ -27,23 +27,24 @@ if not total:
 new_class = top[1].selectbox("Class for new boxes", classes, key="label_class")
 threshold = top[2].slider("Suggestion score threshold", 0.05, 0.95, 0.5, 0.05, key="label_threshold")
 
-if "label_image" not in state or store.image_index(state["label_image"], where) >= total or \
-        store.images_page(store.image_index(state["label_image"], where), 1, where)[0].id != state["label_image"]:
-    state["label_image"] = store.images_page(0, 1, where)[0].id
-record = store.image(state["label_image"])
-
-
-def stored_boxes() -> list[dict]:
-    return [{"label": name, "xyxy": [round(float(v), 2) for v in xyxy], "suggested": False}
-            for xyxy, name, _ in store.boxes(record.id)]
+try:
+    record = store.image(state["label_image"]) if "label_image" in state else None
+except ValueError:  # deleted meanwhile
+    record = None
+if record is None or (where is not None and record.split != where):
+    record = store.images_page(0, 1, where)[0]
+    state["label_image"] = record.id
+# what the store holds for this image now, read once per run
+saved = [{"label": name, "xyxy": [round(float(v), 2) for v in xyxy], "suggested": False}
+         for xyxy, name, _ in store.boxes(record.id)]
+version = store.version(record.id)
 
 
 def load() -> None:
     """(Re)load the editor from the store; a new canvas key makes the canvas redraw."""
     # a never-used canvas key: the canvas redraws, and no old drawing comes back under it
     state["canvas_nonce"] = state.get("canvas_nonce", 0) + 1
-    state["edit"] = {"image_id": record.id, "version": store.version(record.id), "boxes": stored_boxes(),
-                     "nonce": state["canvas_nonce"]}
+    state["edit"] = {"image_id": record.id, "version": version, "boxes": saved, "nonce": state["canvas_nonce"]}
 
 
 if state.get("edit", {}).get("image_id") != record.id:
@@ -57,8 +58,8 @@ st.caption(f"Image {position + 1} of {total} · **{store.count_images(where, Tru
            f"{record.original_name or record.sha256[:12]} · {record.width}×{record.height} px · {record.split}"
            + (" · labeled" if record.labeled else " · not labeled yet"))
 
-if store.version(record.id) != edit["version"]:
-    if edit["boxes"] == stored_boxes() or not edit.get("dirty"):
+if version != edit["version"]:
+    if edit["boxes"] == saved or not edit.get("dirty"):
         load()
         edit = state["edit"]
         key = f"canvas-{record.id}-{edit['nonce']}"
@@ -74,7 +75,6 @@ result = st_canvas(background_image=record.path.read_bytes(), width=width, heigh
 current = ui.canvas_boxes(result, scale, record.width, record.height)
 if current is None:
     current = edit["boxes"]
-saved = stored_boxes()
 dirty = [(b["label"], b["xyxy"]) for b in current] != [(b["label"], b["xyxy"]) for b in saved] \
     or any(b["suggested"] for b in current)
 edit["dirty"] = dirty

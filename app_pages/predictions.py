@@ -19,7 +19,6 @@ model = c1.selectbox("Model", list(models), format_func=models.get, key="pred_mo
 threshold = c2.slider("Score threshold", 0.05, 0.95, 0.5, 0.05, key="pred_threshold")
 overlay = c3.toggle("Overlay on one image", False, key="pred_overlay")
 source = st.radio("Image", ["stored", "upload"], horizontal=True, key="pred_source")
-box, label = ui.detector_for(store, model)
 
 gt = None
 if source == "upload":
@@ -57,6 +56,7 @@ else:
     rgb, gt, title = load_image(record.path), store.boxes(record.id), \
         f"#{record.id} {record.original_name or ''} · {record.split}"
 
+box, label = ui.detector_for(store, model)  # loaded only once there is an image to run it on
 with st.spinner("Detecting…"):
     found = box.predict(rgb).above(threshold)
 scored = found.with_class_names(store.class_names())  # the dataset's classes, matched by name

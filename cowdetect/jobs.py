@@ -212,9 +212,15 @@ def _wait_for_turn(store: Store, run_id: int, device: str, log: Log) -> bool:
         time.sleep(1.0)
 
 
-def _claim(store: Store, run_id: int, kind: str, log: Log) -> dict[str, Any]:
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _start(store: Store, run_id: int, kind: str, log: Log, restart: bool) -> dict[str, Any]:
     """Check that run ``run_id`` is a queued/running ``kind`` run, record this process as its
-    worker and wait for the device. Returns the run's row: ``stopped`` if a stop came first."""
+    worker, wait for the device and mark the run ``running`` (``restart``: from the beginning,
+    progress and error cleared — tracking and evaluation do not resume). Returns the run's row:
+    ``stopped`` if a stop came first."""
     run = store.run(run_id)
     if run["kind"] != kind:
         raise ValueError(f"run {run_id} is a {run['kind']} run, not a {kind} run")
@@ -223,6 +229,10 @@ def _claim(store: Store, run_id: int, kind: str, log: Log) -> dict[str, Any]:
     store.update_run(run_id, pid=os.getpid(), device=run["params"]["device"])
     if not _wait_for_turn(store, run_id, run["params"]["device"], log):
         store.update_run(run_id, status="stopped", finished_at=_now())
+    elif restart:
+        store.update_run(run_id, status="running", started_at=_now(), iteration=0, error=None)
+    else:
+        store.update_run(run_id, status="running", started_at=run["started_at"] or _now())
     return store.run(run_id)
 
 
@@ -254,12 +264,11 @@ def run_training(store: Store, run_id: int, log: Log | None = None, log_every: f
 
     Returns the run's final row. Errors end the run as ``failed`` with the reason, and are raised.
     """
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    run = _claim(store, run_id, "train", log)
+    log = log or _stderr
+    run = _start(store, run_id, "train", log, restart=False)
     if run["status"] == "stopped":
         return run
     settings = run["params"]
-    store.update_run(run_id, status="running", started_at=run["started_at"] or _now())
     folder = store.inside(Path("runs") / f"run-{run_id}")
     with _recorded(store, run_id):
         try:
@@ -541,12 +550,11 @@ def run_tracking(store: Store, run_id: int, log: Log | None = None) -> dict[str,
     from .files import atomic_write_bytes
     from .tracking import track_video
 
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    run = _claim(store, run_id, "track", log)
+    log = log or _stderr
+    run = _start(store, run_id, "track", log, restart=True)
     if run["status"] == "stopped":
         return run
     settings = run["params"]
-    store.update_run(run_id, status="running", started_at=_now(), iteration=0, error=None)
     with _recorded(store, run_id):
         video = next((v for v in store.videos() if v["id"] == settings["video_id"]), None)
         if video is None:
@@ -642,12 +650,11 @@ def create_evaluation_run(store: Store, settings: dict[str, Any]) -> int:
 def run_evaluation(store: Store, run_id: int, log: Log | None = None) -> dict[str, Any]:
     """Run evaluation run ``run_id``: predict the split's images (progress per batch, stop
     honoured), score them, and store the result (its id in the run's metrics)."""
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    run = _claim(store, run_id, "evaluate", log)
+    log = log or _stderr
+    run = _start(store, run_id, "evaluate", log, restart=True)
     if run["status"] == "stopped":
         return run
     settings = run["params"]
-    store.update_run(run_id, status="running", started_at=_now(), iteration=0, error=None)
     with _recorded(store, run_id):
         dataset = store.dataset(settings["split"])
         box = _open_model(store, settings["model"], settings["device"])

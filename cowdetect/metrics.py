@@ -158,3 +158,9 @@ def evaluate_detections(preds: Sequence[Detections], gts: Sequence[Detections],
         num_images=len(gts), num_ground_truth=sum(len(g) for g in gts),
         num_predictions=sum(len(p) for p in preds), per_class=per_class, per_image=per_image,
         iou_threshold=iou_threshold, score_threshold=score_threshold, backend=backend, pr_curve=pr_curve)
+
+
+def worst_first(per_image: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-image rows (``EvalResult.per_image``) lowest AP first, more missed cows first among
+    equals; images without ground truth (AP -1) last."""
+    return sorted(per_image, key=lambda r: (r["ap"] < 0, r["ap"], -r["fn"]))

@@ -126,3 +126,11 @@ def demo_store_copy(tmp_path) -> Store:
     store = Store(tmp_path / "data")
     make_demo(store, n_train=2, n_val=0, n_test=0, size=(128, 96), video=False)
     return store
+
+
+def test_a_box_with_an_unknown_class_is_refused_and_nothing_changes(two_sizes, monkeypatch):
+    at = page(two_sizes, monkeypatch)
+    draw(at, 1, [(90, 45, 180, 135)], scale=0.45, natural=(1600, 1200), label="sheep")
+    click(at, "Save")
+    assert "Unknown class ['sheep']" in at.error[0].value
+    assert two_sizes.version(1) == 0 and len(two_sizes.boxes(1)) == 0 and not two_sizes.image(1).labeled
