@@ -124,10 +124,14 @@ def move(target: int | None, dirty: bool) -> None:
         state.pop("pending", None)
 
 
+# Button keys carry the image: a click on a page still showing image A that Streamlit handles
+# after a run has drawn image B's buttons would otherwise run B's callback (move twice). With
+# keys per image it finds A's button (same target) or none, never B's.
+here = record.id
 buttons = st.columns(6)
-buttons[0].button("Save", type="primary", shortcut="S", key="save", on_click=save,
+buttons[0].button("Save", type="primary", shortcut="S", key=f"save-{here}", on_click=save,
                   args=(current, record.id, edit["version"]))
-if buttons[1].button("Suggest boxes", shortcut="G", key="suggest"):
+if buttons[1].button("Suggest boxes", shortcut="G", key=f"suggest-{here}"):
     with st.spinner("Detecting…"):
         found = ui.detector(store).predict(record.path).with_class_names(store.class_names()).above(threshold)
     kept = list(current)
@@ -138,7 +142,7 @@ if buttons[1].button("Suggest boxes", shortcut="G", key="suggest"):
     state["canvas_nonce"] = state.get("canvas_nonce", 0) + 1
     state["edit"] = {**edit, "boxes": kept, "nonce": state["canvas_nonce"]}
     st.rerun()
-if buttons[2].button("Revert", key="revert", disabled=not dirty):
+if buttons[2].button("Revert", key=f"revert-{here}", disabled=not dirty):
     load()
     st.rerun()
 unlabeled = store.next_unlabeled(record.id, where)
@@ -146,12 +150,12 @@ targets = {"prev": ("◀ Previous", "P", store.images_page((position - 1) % tota
            "next": ("Next ▶", "N", store.images_page((position + 1) % total, 1, where)[0].id),
            "unlabeled": ("Next unlabeled", "U", unlabeled.id if unlabeled else None)}
 for column, (name, (label, shortcut, target)) in zip(buttons[3:], targets.items()):
-    column.button(label, shortcut=shortcut, key=name, on_click=move, args=(target, dirty))
+    column.button(label, shortcut=shortcut, key=f"{name}-{here}", on_click=move, args=(target, dirty))
 
 if state.get("pending") is not None:
     st.warning("This image has unsaved changes.")
     a, b, c = st.columns(3)
-    a.button("Save and go", type="primary", key="save_go", on_click=save,
+    a.button("Save and go", type="primary", key=f"save_go-{here}", on_click=save,
              args=(current, record.id, edit["version"], state["pending"]))
-    b.button("Discard and go", key="discard_go", on_click=move, args=(state["pending"], False))
-    c.button("Stay", key="stay", on_click=lambda: state.pop("pending", None))
+    b.button("Discard and go", key=f"discard_go-{here}", on_click=move, args=(state["pending"], False))
+    c.button("Stay", key=f"stay-{here}", on_click=lambda: state.pop("pending", None))

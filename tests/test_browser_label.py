@@ -73,13 +73,15 @@ def draw(page, record, box) -> None:
 
 
 def save_and_wait(page, store, record, version) -> None:
+    """Click Save; wait until the store has the new version and the page shows it as saved."""
     page.get_by_role("button", name="Save").first.click()
     deadline = time.monotonic() + 30
     while store.version(record.id) == version:
         if time.monotonic() > deadline:
             page.screenshot(path="/tmp/label-fail.png", full_page=True)
-        assert time.monotonic() < deadline, "the save did not reach the store"
+        assert time.monotonic() < deadline, f"the save did not reach the store (page: {caption(page)})"
         time.sleep(0.1)
+    page.get_by_text(re.compile(r"^\d+ boxes · saved")).first.wait_for(timeout=30_000)
 
 
 def test_drawn_boxes_land_in_image_pixels(served):
@@ -122,6 +124,7 @@ def test_suggest_delete_one_save_and_timings(served):
             page.screenshot(path="/tmp/label-fail.png", full_page=True)
             raise
         page.wait_for_timeout(500)
+        assert f"{record.original_name} ·" in caption(page), "one Next click moved more than one image"
         count = int(page.get_by_text("suggested, orange").inner_text().split(" boxes")[0])
         edit = page.get_by_role("button", name="Edit", exact=True)
         if edit.get_attribute("aria-pressed") != "true":
