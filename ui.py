@@ -104,6 +104,17 @@ def thumbnail(path: str, width: int = 160) -> np.ndarray:
         return np.asarray(im)
 
 
+@st.cache_data(max_entries=2000, show_spinner=False)
+def thumbnail_uri(path: str, width: int = 96) -> str:
+    """:func:`thumbnail` as a JPEG data URI (for table image columns), cached the same way."""
+    import base64
+    import io
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(thumbnail(path, width)).save(buffer, "JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
 # -- the labeling canvas (streamlit-drawable-canvas, labeled_rect mode) ------------------------------
 
 SAVED_COLOR = "#ffd600"     # boxes as stored

@@ -30,8 +30,11 @@ with add_files:
         files = st.file_uploader("Images (jpg, png, webp, bmp) or zips of them", accept_multiple_files=True,
                                  type=[s.lstrip(".") for s in IMAGE_SUFFIXES] + ["zip"])
         split = st.selectbox("Split", SPLITS, key="upload_split")
-        if st.form_submit_button("Add images", type="primary") and files:
-            show(import_images(store, [(f.name, f.getvalue()) for f in files], split=split))
+        if st.form_submit_button("Add images", type="primary"):
+            if files:
+                show(import_images(store, [(f.name, f.getvalue()) for f in files], split=split))
+            else:
+                st.warning("Choose some images or zips first.")
 with add_coco:
     with st.form("coco"):
         coco_file = st.file_uploader("COCO instances JSON", type=["json"])
@@ -40,13 +43,17 @@ with add_coco:
         c1, c2 = st.columns(2)
         category = c1.text_input("Category ('all' for every category)", "cow", key="coco_category")
         coco_split = c2.selectbox("Split", SPLITS, key="coco_split")
-        if st.form_submit_button("Import COCO", type="primary") and coco_file is not None:
+        if st.form_submit_button("Import COCO", type="primary"):
             try:
+                if coco_file is None:
+                    raise ValueError("choose the COCO instances JSON file first")
                 if images_zip is not None:
                     unpack = ImportReport()
                     images = dict(zip_entries(images_zip.getvalue(), images_zip.name, unpack))
                 elif folder and Path(folder).is_dir():
                     images, unpack = Path(folder), ImportReport()
+                elif folder:
+                    raise ValueError(f"{folder} is not a folder on this server")
                 else:
                     raise ValueError("give the images: a zip, or a folder on this server")
                 report = import_coco(store, coco_file.getvalue(), images, None if category == "all" else category,
@@ -100,9 +107,19 @@ pages = max(1, -(-store.count_images(where) // per_page))
 page = b2.number_input(f"Page (of {pages})", 1, pages, 1, key="browse_page")
 target = b3.selectbox("Move this page to", ["—", *SPLITS], key="browse_move")
 records = store.images_page((page - 1) * per_page, per_page, where)
-if target != "—" and b3.button(f"Move {len(records)} images to {target}"):
-    store.set_split([r.id for r in records], target)
-    st.rerun()
+
+
+def move_page(ids: list[int], split: str) -> None:
+    """Button callback on the images the clicked page showed (their ids key the button), so a
+    click Streamlit delivers to two runs cannot move the next page's images too."""
+    store.set_split(ids, split)
+    st.session_state["browse_move"] = "—"
+
+
+if target != "—":
+    ids = [r.id for r in records]
+    b3.button(f"Move {len(records)} images to {target}", key=f"move-{target}-{hash(tuple(ids))}",
+              on_click=move_page, args=(ids, target))
 boxes = store.box_counts([r.id for r in records])
 for row in range(0, len(records), 8):
     for col, record in zip(st.columns(8), records[row:row + 8]):

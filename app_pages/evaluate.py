@@ -1,12 +1,9 @@
 """Evaluate: is the new model better, and where does it still fail? mAP of model versions, side by side."""
 
-import base64
-import io
 import json
 
 import pandas as pd
 import streamlit as st
-from PIL import Image
 
 import ui
 from cowdetect import jobs
@@ -103,9 +100,7 @@ def thumb(image_id: int) -> str | None:
         record = store.image(image_id)
     except ValueError:
         return None  # deleted since this evaluation
-    buffer = io.BytesIO()
-    Image.fromarray(ui.thumbnail(str(record.path), 96)).save(buffer, "JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return ui.thumbnail_uri(str(record.path), 96)
 
 
 for link, row in zip(st.columns(3), rows[:3]):

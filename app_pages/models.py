@@ -23,18 +23,37 @@ st.dataframe(pd.DataFrame([{
     hide_index=True, width="stretch")
 
 name = st.selectbox("Version", [m.name for m in reversed(versions)])
-c1, c2, c3 = st.columns(3)
-if c1.button("Set active", type="primary"):
-    store.set_active_model(name)
-    st.rerun()
-new_name = c2.text_input("New name", key="new_name")
-if c2.button("Rename") and new_name:
+state = st.session_state
+
+
+def act(action: str, version: str) -> None:
+    """Button callback on the version the clicked page showed (its name is in the button's key):
+    a click that Streamlit delivers to two runs acts on that version once, never on the next one."""
     try:
-        store.rename_model(name, new_name)
-        st.rerun()
+        if action == "active":
+            store.set_active_model(version)
+            done = f"{version} is now the active model."
+        elif action == "rename":
+            if not state["new_name"].strip():
+                raise ValueError("type the new name first")
+            store.rename_model(version, state["new_name"])
+            done = f"Renamed {version} to {state['new_name']}."
+            state["new_name"] = ""
+        else:
+            store.delete_model(version)
+            state["sure"] = False  # the next delete asks again
+            done = f"Deleted {version}."
+        state["models_flash"] = ("success", done)
     except ValueError as exc:
-        st.error(str(exc))
-sure = c3.checkbox("Really delete", key="sure")
-if c3.button("Delete", disabled=not sure):
-    store.delete_model(name)
-    st.rerun()
+        state["models_flash"] = ("error", str(exc))
+
+
+c1, c2, c3 = st.columns(3)
+c1.button("Set active", type="primary", key=f"active-{name}", on_click=act, args=("active", name))
+c2.text_input("New name", key="new_name")
+c2.button("Rename", key=f"rename-{name}", on_click=act, args=("rename", name))
+c3.checkbox("Really delete", key="sure")
+c3.button("Delete", key=f"delete-{name}", disabled=not state["sure"], on_click=act, args=("delete", name))
+if "models_flash" in state:
+    kind, text = state.pop("models_flash")
+    getattr(st, kind)(text)

@@ -41,9 +41,23 @@ def caption(page) -> str:
     return page.get_by_text(re.compile(r"^Image \d+ of \d+")).first.inner_text(timeout=30_000)
 
 
+def settle(page, timeout: float = 60) -> None:
+    """Wait until the app's run is over and every element on the page is from it (none stale):
+    a person clicks what the page shows; a button still drawn by the run before belongs to the
+    previous image, and the page ignores a click on it."""
+    deadline, quiet = time.monotonic() + timeout, 0
+    running = ('[data-stale="true"], [data-testid="stStatusWidgetRunningIcon"], '
+               '[data-testid="stStatusWidgetRunningManIcon"]')
+    while quiet < 3:
+        quiet = 0 if page.locator(running).count() else quiet + 1
+        assert time.monotonic() < deadline, "the page did not settle"
+        page.wait_for_timeout(100)
+
+
 def show(page, store, record) -> None:
     """Go to ``record`` with the Next button (one click per rerun) and wait until its canvas is there."""
     for _ in range(store.count_images()):
+        settle(page)
         before = caption(page)
         if f"{record.original_name} ·" in before:
             break

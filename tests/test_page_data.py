@@ -44,3 +44,15 @@ def test_deeplake_offline_message(store, monkeypatch):
     button(at, "Import from Deep Lake").click().run()
     assert not at.exception and "cannot be opened" in at.error[0].value
     assert store.count_images() == 1
+
+
+def test_move_one_page_to_a_split(store, monkeypatch):
+    rng = np.random.default_rng(1)
+    for i in range(30):
+        store.add_image(encode_image(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8), "PNG"), name=f"{i}.png")
+    at = page(store, monkeypatch)
+    at.selectbox(key="browse_move").select("val").run()
+    button(at, "Move 24 images to val").click().run()
+    assert store.count_images("val") == 24 and store.count_images("unassigned") == 6
+    assert at.selectbox(key="browse_move").value == "—"  # one move per choice: no second page moved by accident
+    assert not [b for b in at.button if b.label.startswith("Move ")]

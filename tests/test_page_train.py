@@ -76,14 +76,22 @@ def test_models_page_sets_active_renames_and_deletes(page_store):
         page_store.add_model(name, "fasterrcnn_mobilenet_v3_large_320_fpn", ["cow"], path)
     at = page("models")
     assert page_store.active_model().name == "second"  # the newest, until one is set
-    at.selectbox[0].select("first")
+    at.selectbox[0].select("first").run()  # in a browser, choosing reruns before any click
     button(at, "Set active").click().run()
-    assert page_store.active_model().name == "first"
+    assert page_store.active_model().name == "first" and "first is now the active model" in at.success[0].value
+    button(at, "Rename").click().run()
+    assert "type the new name first" in at.error[0].value
+    at.text_input(key="new_name").set_value("second")
+    button(at, "Rename").click().run()
+    assert "is taken" in at.error[0].value and [m.name for m in page_store.models()] == ["first", "second"]
     at.text_input(key="new_name").set_value("herd-v1")
     button(at, "Rename").click().run()
     assert [m.name for m in page_store.models()] == ["herd-v1", "second"]
-    at.selectbox[0].select("second")
-    at.checkbox(key="sure").check().run()  # Delete is disabled until confirmed
+    assert at.text_input(key="new_name").value == ""
+    at.selectbox[0].select("second").run()
+    assert button(at, "Delete").disabled  # until confirmed
+    at.checkbox(key="sure").check().run()
     button(at, "Delete").click().run()
-    assert [m.name for m in page_store.models()] == ["herd-v1"]
+    assert [m.name for m in page_store.models()] == ["herd-v1"] and "Deleted second." in at.success[0].value
     assert not page_store.model_checkpoint_path("second").exists()
+    assert not at.checkbox(key="sure").value and button(at, "Delete").disabled  # the next delete asks again
