@@ -113,7 +113,10 @@ def results(run: dict) -> None:
     m1, m2, m3 = right.columns(3)
     m1.metric("Unique cows", len(table))
     m2.metric("Most at once", summary.get("max_cows_in_frame", 0))
-    m3.metric("Speed", f"{summary.get('fps', 0):.0f} fps")
+    reused = summary.get("reused_frames", 0)
+    m3.metric("Speed", f"{summary.get('fps', 0):.0f} fps",
+              help=f"{reused} of {summary.get('detected_frames', 0)} detected frames were kept from an earlier run "
+                   "of this model on this video, not detected again" if reused else None)
     if "mot" in run["metrics"]:
         mot = run["metrics"]["mot"]
         g1, g2, g3 = right.columns(3)

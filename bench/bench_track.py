@@ -5,7 +5,9 @@ Prints, measured side by side in one run (interleaved, medians) on the demo vide
   * detector-only: DetectorBox.predict on the very frames the pipeline detects (every k-th,
     same batches, frames already decoded in memory) — the floor;
   * pipeline: track_video (decode thread → detect → Norfair → draw → H.264 encode thread);
-  * their ratio (the pipeline's overhead; goal ≤ 1.10) and both in frames per second of video.
+  * their ratio (the pipeline's overhead; goal ≤ 1.10) and both in frames per second of video;
+  * re-tracking with other tracker settings (centroid distance) from the kept detections of an
+    earlier run (cowdetect.framecache) against detecting again: the time a second run saves.
 Then, with --minutes M (default 10), tracks an M-minute video (the demo looped) and prints
 the process's resident memory at 10 %, 50 % and 100 % of it (constant memory: no growth).
 Usage: python bench/bench_track.py [--repeats N] [--detect-every K ...] [--minutes M]
@@ -27,6 +29,7 @@ from cowdetect import DetectorBox  # noqa: E402
 from cowdetect.config import TrackConfig  # noqa: E402
 from cowdetect.demo import render_video  # noqa: E402
 from cowdetect.detector import set_threads  # noqa: E402
+from cowdetect.framecache import FrameDetections  # noqa: E402
 from cowdetect.tracking import track_video  # noqa: E402
 from cowdetect.video import VideoReader, VideoWriter  # noqa: E402
 
@@ -79,6 +82,22 @@ def main() -> None:
                     times[name].append(time.perf_counter() - t0)
             d, p = statistics.median(times["detector"]), statistics.median(times["pipeline"])
             print(f"{k:>3} {d:>16.2f} {p:>11.2f} {p / d:>6.3f} {len(frames) / d:>13.1f} {len(frames) / p:>13.1f}")
+
+        retrack = TrackConfig(distance="centroid", hit_counter_max=15)
+        kept = tmp_path / "kept.f32"
+        with FrameDetections(kept, box.class_names) as cache:  # an earlier run with the defaults
+            track_video(video, box, None, tmp_path / "t.txt", config=TrackConfig(), cache=cache)
+        times = {"detect again": [], "kept detections": []}
+        for _ in range(args.repeats):
+            for name in times:
+                t0 = time.perf_counter()
+                with FrameDetections(kept, box.class_names) as cache:
+                    track_video(video, box, tmp_path / "re.mp4", tmp_path / "re.txt", tmp_path / "re.csv", retrack,
+                                cache=cache if name == "kept detections" else None)
+                times[name].append(time.perf_counter() - t0)
+        again, reuse = statistics.median(times["detect again"]), statistics.median(times["kept detections"])
+        print(f"re-track (k=3, centroid): detect again {again:.2f} s, from kept detections {reuse:.2f} s "
+              f"-> {again / reuse:.1f}x faster ({len(frames) / reuse:.0f} fps)")
 
         if args.minutes > 0:
             long_video = tmp_path / "long.mp4"

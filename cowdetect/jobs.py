@@ -538,6 +538,31 @@ def track_outputs(store: Store, run_id: int) -> dict[str, Path]:
     return {key: folder / name for key, name in TRACK_FILES.items()}
 
 
+def detection_cache(store: Store, video: dict[str, Any], box: DetectorBox, model: str,
+                    max_detect_side: int) -> Any:
+    """The kept detections (:class:`~cowdetect.framecache.FrameDetections`) of ``video`` under
+    ``box`` (model 'pretrained' or a version id) at this detection size, in cache/detections/.
+
+    Named by everything the detections depend on (video content, the weights file, detector
+    settings, device type, detection size) and nothing they do not (score threshold, tracker
+    settings, every-k-th), so a changed model or video never reads stale boxes.
+    """
+    import hashlib
+    import json
+    from .framecache import FrameDetections
+
+    if model == "pretrained":
+        weights = f"pretrained:{box.architecture}"
+    else:
+        checkpoint = store.model(int(model)).checkpoint
+        stat = checkpoint.stat()
+        weights = f"{checkpoint.name}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = {"video": video["sha256"], "weights": weights, "detector": to_dict(box.config),
+           "device": box.device.type, "max_detect_side": max_detect_side}
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return FrameDetections(store.inside(Path("cache") / "detections" / f"{name}.f32"), box.class_names)
+
+
 def run_tracking(store: Store, run_id: int, log: Log | None = None) -> dict[str, Any]:
     """Run tracking run ``run_id`` to its end; the job function of workers and the CLI's ``track``.
 
@@ -575,8 +600,13 @@ def run_tracking(store: Store, run_id: int, log: Log | None = None) -> dict[str,
             store.update_run(run_id, iteration=done, total=max(total, done))
             return not store.run(run_id)["stop_requested"]
 
-        result = track_video(video["path"], box, outputs["video"], outputs["mot"], outputs["csv"],
-                             from_dict(TrackConfig, settings["config"]), progress=on_progress)
+        config = from_dict(TrackConfig, settings["config"])
+        with detection_cache(store, video, box, settings["model"], config.max_detect_side) as cache:
+            if len(cache):
+                log(f"run {run_id}: {len(cache)} frames already detected (kept from an earlier run) are "
+                    f"not detected again")
+            result = track_video(video["path"], box, outputs["video"], outputs["mot"], outputs["csv"], config,
+                                 progress=on_progress, cache=cache)
         metrics = {"summary": result.as_dict()}
         if video["gt_path"] is not None and result.frames:
             from .mot import mot_scores, read_mot

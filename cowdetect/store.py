@@ -6,6 +6,7 @@ Layout of a data folder (default ``./data``, or ``--data-dir`` / ``COWDETECT_DAT
     images/ab/<sha256>.jpg  image files, named by the hash of their bytes
     models/<name>.pt      checkpoints
     videos/<sha256>.mp4   videos (and <sha256>.gt.txt ground truth in MOTChallenge format)
+    cache/detections/     per-frame detections kept by tracking runs (cowdetect.framecache)
 
 Each call opens its own short connection, so a Store is safe to share between threads
 and processes. Every write is one transaction: on error nothing is changed, and a file

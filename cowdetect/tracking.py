@@ -23,6 +23,7 @@ from norfair.distances import VectorizedDistance, iou
 from .config import TrackConfig
 from .detections import Detections
 from .draw import draw_tracks
+from .framecache import FrameDetections
 from .mot import mot_line
 from .video import Frame, VideoReader, VideoWriter
 
@@ -129,12 +130,13 @@ class TrackResult:
     video_fps: float
     seconds: float              # wall time of the pipeline
     detector_seconds: float     # of which inside the detector
-    detected_frames: int
+    detected_frames: int        # frames whose detections the tracker got (every k-th)
     num_tracks: int
     max_cows_in_frame: int
     stopped: bool = False       # the caller asked to stop
     warning: str | None = None  # e.g. the file was cut off: where decoding ended
     settings: dict[str, Any] = field(default_factory=dict)
+    reused_frames: int = 0      # of the detected frames, those read from the cache, not detected again
 
     @property
     def fps(self) -> float:
@@ -166,7 +168,7 @@ def _select(detections: Detections, config: TrackConfig) -> Detections:
 
 def track_video(video: str | Path, detector: Any, out_video: str | Path | None, out_mot: str | Path,
                 out_csv: str | Path | None = None, config: TrackConfig = TrackConfig(),
-                progress: Progress | None = None) -> TrackResult:
+                progress: Progress | None = None, cache: FrameDetections | None = None) -> TrackResult:
     """Track the cows in ``video`` with ``detector`` (a DetectorBox); write the results.
 
     Args:
@@ -177,6 +179,10 @@ def track_video(video: str | Path, detector: Any, out_video: str | Path | None, 
         out_mot: tracks as MOTChallenge text (frame from 1, id, x, y, w, h, score, -1, -1, -1).
         out_csv: tracks as CSV with each frame's time: frame, time_s, id, x1, y1, x2, y2, score, detected.
         progress: called after every frame; return False to stop (the outputs keep what was done).
+        cache: the detector's detections per frame of this video at this detection size (see
+            :mod:`cowdetect.framecache`): frames it holds are not detected again, frames it
+            lacks are detected and added. Its detections are the model's own, before the score
+            threshold and class filter, so one cache serves any tracker settings.
 
     Returns:
         :class:`TrackResult`. A video cut off mid-stream is not an error: the frames read
@@ -204,24 +210,28 @@ def track_video(video: str | Path, detector: Any, out_video: str | Path | None, 
         csv_file.write("frame,time_s,id,x1,y1,x2,y2,score,detected\n")
     started = time.perf_counter()
     detector_seconds = 0.0
-    done = detected_frames = max_in_frame = 0
+    done = detected_frames = max_in_frame = reused_frames = 0
     seen_ids: set[int] = set()
     stopped = False
     pending: list[Frame] = []  # frames waiting for their batch's detections (bounded)
     batch_span = config.detect_every * config.batch_size
 
     def flush(batch: list[Frame]) -> bool:
-        nonlocal detector_seconds, done, detected_frames, max_in_frame
-        keyed = [f for f in batch if f.index % config.detect_every == 0]
-        found: dict[int, Detections] = {}
-        if keyed:
+        nonlocal detector_seconds, done, detected_frames, max_in_frame, reused_frames
+        keyed = [f.index for f in batch if f.index % config.detect_every == 0]
+        raw = {i: cache.get(i) for i in keyed} if cache is not None else {}
+        todo = [f for f in batch if f.index in keyed and raw.get(f.index) is None]
+        reused_frames += len(keyed) - len(todo)
+        if todo:
             t0 = time.perf_counter()
-            inputs = [_resize(f.rgb, detect_scale) for f in keyed]
-            outputs = detector.predict(inputs, batch_size=len(inputs))
+            outputs = detector.predict([_resize(f.rgb, detect_scale) for f in todo], batch_size=len(todo))
             detector_seconds += time.perf_counter() - t0
-            for f, dets in zip(keyed, outputs):
-                found[f.index] = _select(dets, config).scaled(1.0 / detect_scale)
-            detected_frames += len(keyed)
+            for f, dets in zip(todo, outputs):
+                raw[f.index] = dets.scaled(1.0 / detect_scale)
+                if cache is not None:
+                    cache.put(f.index, raw[f.index])
+        found = {i: _select(raw[i], config) for i in keyed}
+        detected_frames += len(keyed)
         for f in batch:
             dets = found.get(f.index)
             tracks = tracker.update(dets, period=config.detect_every if dets is not None else 1)
@@ -271,4 +281,5 @@ def track_video(video: str | Path, detector: Any, out_video: str | Path | None, 
                        video_fps=info.fps, seconds=round(time.perf_counter() - started, 3),
                        detector_seconds=round(detector_seconds, 3), detected_frames=detected_frames,
                        num_tracks=len(seen_ids), max_cows_in_frame=max_in_frame, stopped=stopped,
-                       warning=None if stopped else reader.error, settings=asdict(config))
+                       warning=None if stopped else reader.error, settings=asdict(config),
+                       reused_frames=reused_frames)

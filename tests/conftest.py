@@ -52,6 +52,32 @@ def tiny_box() -> DetectorBox:
     return DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
 
 
+@pytest.fixture(scope="module")
+def tiny() -> DetectorBox:
+    """The tiny untrained detector with its score floor at 0, so that it does output boxes."""
+    import torch
+    torch.manual_seed(0)
+    box = DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
+    box.model.roi_heads.score_thresh = 0.0  # an untrained head scores low: let boxes through
+    return box
+
+
+class RecordingDetector:
+    """A real detector, recording the frames it is asked to detect (their sizes) and its outputs."""
+
+    def __init__(self, box: DetectorBox) -> None:
+        self.box, self.sizes, self.outputs = box, [], []
+
+    def __getattr__(self, name):
+        return getattr(self.box, name)
+
+    def predict(self, images, **kwargs):
+        self.sizes += [im.shape for im in images]
+        out = self.box.predict(images, **kwargs)
+        self.outputs += out
+        return out
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "data")

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import FRCNN, TINY
+from conftest import FRCNN, TINY, RecordingDetector
 from cowdetect import DetectorBox
 from cowdetect.config import TrackConfig
 from cowdetect.demo import mot_lines, render_video
@@ -85,15 +85,6 @@ def test_bad_settings(settings, message):
 
 
 @pytest.fixture(scope="module")
-def tiny() -> DetectorBox:
-    import torch
-    torch.manual_seed(0)
-    box = DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
-    box.model.roi_heads.score_thresh = 0.0  # an untrained head scores low: let boxes through
-    return box
-
-
-@pytest.fixture(scope="module")
 def short_video(tmp_path_factory):
     path = tmp_path_factory.mktemp("video") / "cows.mp4"
     write_video((frame for frame, _ in render_video(1, 160, 96, 10, 2.0)), path, fps=10)
@@ -138,22 +129,6 @@ def test_model_without_cows_is_refused(tmp_path, short_video):
     box = DetectorBox(FRCNN, weights=None, classes=("sheep",), device="cpu", **TINY)
     with pytest.raises(ValueError, match="does not know \\['cow'\\]"):
         track_video(short_video, box, None, tmp_path / "t.txt")
-
-
-class RecordingDetector:
-    """The real tiny detector, recording the frame sizes it is given (to prove 4K is downscaled)."""
-
-    def __init__(self, box: DetectorBox) -> None:
-        self.box, self.sizes, self.outputs = box, [], []
-
-    def __getattr__(self, name):
-        return getattr(self.box, name)
-
-    def predict(self, images, **kwargs):
-        self.sizes += [im.shape for im in images]
-        out = self.box.predict(images, **kwargs)
-        self.outputs += out
-        return out
 
 
 def test_4k_frames_are_detected_downscaled_and_boxes_mapped_back(tmp_path, tiny):
