@@ -25,6 +25,7 @@ import torch
 from .config import TrainConfig, from_dict, to_dict
 from .detector import DetectorBox, read_checkpoint_meta, resolve_device
 from .engine import validation_loss
+from .framecache import FrameDetections
 from .models import get_architecture, train_defaults
 from .store import Store
 
@@ -539,7 +540,7 @@ def track_outputs(store: Store, run_id: int) -> dict[str, Path]:
 
 
 def detection_cache(store: Store, video: dict[str, Any], box: DetectorBox, model: str,
-                    max_detect_side: int) -> Any:
+                    max_detect_side: int) -> FrameDetections:
     """The kept detections (:class:`~cowdetect.framecache.FrameDetections`) of ``video`` under
     ``box`` (model 'pretrained' or a version id) at this detection size, in cache/detections/.
 
@@ -549,7 +550,6 @@ def detection_cache(store: Store, video: dict[str, Any], box: DetectorBox, model
     """
     import hashlib
     import json
-    from .framecache import FrameDetections
 
     if model == "pretrained":
         weights = f"pretrained:{box.architecture}"
