@@ -176,7 +176,8 @@ def box_iou(a: list[float], b: list[float]) -> float:
 def detector_for(target: Store, model: str) -> tuple[DetectorBox, str]:
     """(cached DetectorBox, label) for 'active', 'pretrained' or a stored version's id/name. Never mutate it."""
     if model == "active":
-        return detector(target), (target.active_model().name if target.active_model() else "pretrained COCO")
+        active = target.active_model()
+        return detector(target), (active.name if active else "pretrained COCO")
     if model == "pretrained":
         return _pretrained_detector(str(target.weights_dir)), "pretrained COCO"
     record = target.model(model)
@@ -193,14 +194,10 @@ def latest_result(target: Store, model: str, split: str | None = None) -> dict |
     """The newest stored evaluation of a model choice ('active', 'pretrained' or an id), optionally on one split."""
     if model == "active":
         active = target.active_model()
-        model = str(active.id) if active else "pretrained"
-    for result in target.results():
-        if split is not None and result["split"] != split:
-            continue
-        if (model == "pretrained" and result["model_id"] is None) or \
-                (model != "pretrained" and result["model_id"] == target.model(model).id):
-            return result
-    return None
+        model_id = active.id if active else None
+    else:
+        model_id = None if model == "pretrained" else target.model(model).id  # one lookup, not one per result
+    return next((r for r in target.results() if r["model_id"] == model_id and split in (None, r["split"])), None)
 
 
 def worst_first(target: Store, model: str) -> list[int]:
