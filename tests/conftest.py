@@ -45,19 +45,22 @@ def blocks() -> LabeledDataset:
     return blocks_dataset()
 
 
-@pytest.fixture
-def tiny_box() -> DetectorBox:
+def new_tiny_box() -> DetectorBox:
+    """An untrained tiny Faster R-CNN (cow + background, 128 px), the same weights every time."""
     import torch
     torch.manual_seed(0)
     return DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
 
 
+@pytest.fixture
+def tiny_box() -> DetectorBox:
+    return new_tiny_box()
+
+
 @pytest.fixture(scope="module")
 def tiny() -> DetectorBox:
     """The tiny untrained detector with its score floor at 0, so that it does output boxes."""
-    import torch
-    torch.manual_seed(0)
-    box = DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
+    box = new_tiny_box()
     box.model.roi_heads.score_thresh = 0.0  # an untrained head scores low: let boxes through
     return box
 
@@ -93,9 +96,7 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 def add_tiny_model(store: Store, name: str = "tiny") -> str:
     """Store an untrained tiny Faster R-CNN (cow + background, 128 px) as a model version; returns its name."""
-    import torch
-    torch.manual_seed(0)
-    box = DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
+    box = new_tiny_box()
     path = store.model_checkpoint_path(name)
     box.save(path)
     store.add_model(name, box.architecture, box.classes, path, None, {"note": "untrained, for tests"})
