@@ -68,7 +68,12 @@ def test_upload_images_then_import_coco(tmp_path):
         page.get_by_text("cows.json", exact=True).wait_for(timeout=30_000)
         panel.get_by_role("button", name="Import COCO").click()
         page.get_by_text("give the images: a zip, or a folder on this server").wait_for(timeout=30_000)
-        assert store.count_images() == 2  # nothing stored by the refused import
+        panel.get_by_label("…or the images folder on this server (e.g. a COCO 2017 download)").fill(
+            str(tmp_path / "no-such-folder"))
+        panel.get_by_role("button", name="Import COCO").click()
+        page.get_by_text("no-such-folder is not a folder on this server").wait_for(timeout=30_000)
+        panel.get_by_label("…or the images folder on this server (e.g. a COCO 2017 download)").fill("")
+        assert store.count_images() == 2  # nothing stored by the refused imports
 
         inputs.nth(1).set_input_files(str(coco_zip))
         page.get_by_text("cows.zip", exact=True).wait_for(timeout=30_000)

@@ -56,3 +56,11 @@ def test_move_one_page_to_a_split(store, monkeypatch):
     assert store.count_images("val") == 24 and store.count_images("unassigned") == 6
     assert at.selectbox(key="browse_move").value == "—"  # one move per choice: no second page moved by accident
     assert not [b for b in at.button if b.label.startswith("Move ")]
+
+
+def test_forms_sent_without_files_say_so(store, monkeypatch):
+    at = page(store, monkeypatch)
+    button(at, "Add images").click().run()
+    assert "Choose some images or zips first." in at.warning[0].value
+    button(at, "Import COCO").click().run()
+    assert "choose the COCO instances JSON file first" in at.error[0].value and store.count_images() == 0
