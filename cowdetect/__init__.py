@@ -10,36 +10,30 @@
     history = box.train(store.dataset("train"), iterations=3)   # cow + background, from COCO's cow
     print(box.evaluate(store.dataset("test")).map_50)   # COCO mAP at IoU 0.5
     box.save("data/models/tutorial.pt")                 # DetectorBox.load() needs nothing else
-    video = store.videos()[0]["path"]                   # the demo video: cows walking, 25 fps
+    video = store.videos()[0].path                      # the demo video: cows walking, 25 fps
     result = track_video(video, box, "tracked.mp4", "tracks.txt")   # Norfair ids, H.264 that browsers play
     print(result.num_tracks, f"{result.fps:.0f} fps")   # tracks.txt is MOTChallenge text
 
 Boxes are always xyxy in image pixels; images are RGB.
 """
 
-from .config import DetectorConfig, TrackConfig, TrainConfig
-from .data import LabeledDataset, Sample
-from .demo import make_demo
-from .detections import Detections
-from .detector import DetectorBox
-from .engine import TrainingDivergedError
-from .images import load_image
-from .metrics import EvalResult, evaluate_detections
-from .models import ARCHITECTURES
-from .store import Store
-from .weights import WeightsUnavailableError
+import importlib
 
-__all__ = [
-    "ARCHITECTURES", "DetectorBox", "DetectorConfig", "Detections", "EvalResult", "LabeledDataset",
-    "Sample", "Store", "TrackConfig", "TrainConfig", "TrainingDivergedError", "WeightsUnavailableError",
-    "evaluate_detections", "load_image", "make_demo", "track_video",
-]
+# Where each public name lives. They load on first use, so `python -m cowdetect import-images`
+# and the other commands that need no model start without importing torch (~5 s on 2 cores).
+_EXPORTS = {
+    "ARCHITECTURES": "models", "DetectorBox": "detector", "DetectorConfig": "config", "Detections": "detections",
+    "EvalResult": "metrics", "LabeledDataset": "data", "Sample": "data", "Store": "store", "TrackConfig": "config",
+    "TrainConfig": "config", "TrainingDivergedError": "engine", "WeightsUnavailableError": "weights",
+    "evaluate_detections": "metrics", "load_image": "images", "make_demo": "demo", "resolve": "models",
+    "track_video": "tracking",
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> object:
-    # Norfair (and matplotlib, through filterpy) load only when tracking is used: +0.6 s otherwise
-    # on every `python -m cowdetect` command.
-    if name == "track_video":
-        from .tracking import track_video
-        return track_video
-    raise AttributeError(f"module 'cowdetect' has no attribute {name!r}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cowdetect' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

@@ -63,38 +63,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_detector(args: argparse.Namespace, store: Any) -> tuple[Any, str, int | None]:
-    """(DetectorBox, label, model id) from --model: a stored version, a checkpoint path,
-    'untrained', 'coco' or 'pretrained'; default the newest stored version, else the
-    pretrained detector that suits this machine (stderr says which and why)."""
-    from .config import DEFAULT_ARCHITECTURE
+def _open_detector(args: argparse.Namespace, store: Any) -> tuple[Any, Any]:
+    """(DetectorBox, ModelRef) for ``--model`` (a model spec; stderr says which model and why)."""
     from .detector import DetectorBox
+    from .models import resolve
 
-    spec = args.model
-    if spec in (None, "active"):
-        active = store.active_model()
-        if active is not None:
-            return DetectorBox.load(active.checkpoint, device=args.device), active.name, active.id
-        spec = "pretrained"
-        print("no trained model yet: using the pretrained COCO detector", file=sys.stderr)
-    if spec == "untrained":
-        import torch
-        torch.manual_seed(args.seed)
-        arch = args.architecture or DEFAULT_ARCHITECTURE
-        return DetectorBox(arch, weights=None, classes=store.classes(), device=args.device), \
-            f"untrained {arch}", None
-    if spec in ("coco", "pretrained"):
-        if args.architecture:
-            box = DetectorBox(args.architecture, weights="coco", device=args.device,
-                              weights_dir=store.weights_dir)
-        else:
-            box = DetectorBox.pretrained(args.device, weights_dir=store.weights_dir)
-        print(f"model: {box.origin}", file=sys.stderr)
-        return box, f"coco {box.architecture}", None
-    if spec.endswith(".pt") and Path(spec).exists():
-        return DetectorBox.load(spec, device=args.device), spec, None
-    record = store.model(spec)
-    return DetectorBox.load(record.checkpoint, device=args.device), record.name, record.id
+    ref = resolve(store, args.model, args.device)
+    box = DetectorBox.open(ref, args.device, classes=store.classes(), weights_dir=store.weights_dir, seed=args.seed)
+    print(f"model: {box.origin}", file=sys.stderr)
+    return box, ref
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -103,7 +80,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     store = Store(args.data_dir)
     image = load_image(args.image)
-    box, label, _ = _open_detector(args, store)
+    box, ref = _open_detector(args, store)
+    label = ref.label
     if args.out:
         dets, drawn = box.predict(image, visualize=True, score_threshold=args.score_threshold)
         from PIL import Image
@@ -129,36 +107,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         jobs.prepare_resume(store, args.resume)
         run_id = args.resume
     else:
-        if args.weights == "coco":
-            base = f"coco:{args.architecture}" if args.architecture else "pretrained"
-        elif args.weights == "none":
-            from .config import DEFAULT_ARCHITECTURE
-            base = f"untrained:{args.architecture or DEFAULT_ARCHITECTURE}"
-        else:
-            base = args.weights
         settings = jobs.training_settings(
-            store, base=base, iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr,
+            store, base=args.model, iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience,
             freeze_backbone=args.freeze_backbone, train_split=args.split, device=args.device, name=args.name,
             seed=args.seed)
         run_id = jobs.create_training_run(store, settings)
     print(f"run {run_id}", file=sys.stderr)
     run = jobs.run_training(store, run_id, log_every=args.log_every)
-    summary = {"run_id": run_id, "status": run["status"], "iteration": run["iteration"],
-               "checkpoint_iteration": run["checkpoint_iteration"], "seconds": run["metrics"].get("seconds"),
-               "before": run["metrics"].get("before"), "after": run["metrics"].get("after")}
-    if run["model_id"]:
-        record = store.model(run["model_id"])
+    summary = {"run_id": run_id, "status": run.status, "iteration": run.iteration,
+               "checkpoint_iteration": run.checkpoint_iteration, "seconds": run.metrics.get("seconds"),
+               "base": run.params["base_label"], "before": run.metrics.get("before"),
+               "after": run.metrics.get("after")}
+    if run.model_id:
+        record = store.model(run.model_id)
         summary.update(model=record.name, model_id=record.id, checkpoint=str(record.checkpoint),
                        iterations=record.params.get("iterations"))
     if args.json:
         _print_json(summary)
-    elif run["status"] == "done":
-        print(f"saved model {summary['model']} ({run['iteration']} iterations in {summary['seconds']:.0f}s); "
-              f"{jobs.moo(run['metrics'])}")
+    elif run.status == "done":
+        print(f"saved model {summary['model']} (#{summary['model_id']}; {run.iteration} iterations in "
+              f"{summary['seconds']:.0f}s); {jobs.moo(run.metrics)}")
     else:
-        print(f"run {run_id} {run['status']} at iteration {run['iteration']} (checkpoint "
-              f"{run['checkpoint_iteration']}); continue with: train --resume {run_id}")
+        print(f"run {run_id} {run.status} at iteration {run.iteration} (checkpoint "
+              f"{run.checkpoint_iteration}); continue with: train --resume {run_id}")
     return 0
 
 
@@ -193,7 +165,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = store.dataset(args.split)
     if not len(dataset):
         raise ValueError(f"split {args.split!r} has no labeled images to evaluate on")
-    box, label, model_id = _open_detector(args, store)
+    box, ref = _open_detector(args, store)
+    label, model_id = ref.label, ref.model_id
     print(f"evaluating {label} on {len(dataset)} {args.split} images", file=sys.stderr)
     predictions = box.predict_dataset(dataset)
     result = box.evaluate(dataset, predictions=predictions, backend=args.backend)
@@ -223,16 +196,18 @@ def cmd_track(args: argparse.Namespace) -> int:
 
     store = Store(args.data_dir)
     if args.video == "demo":
-        demo = [v for v in store.videos() if v["original_name"] == "demo-cows.mp4"]
+        demo = [v for v in store.videos() if v.original_name == "demo-cows.mp4"]
         if not demo:
             raise ValueError("no demo video in this data folder; run: python -m cowdetect demo")
-        video_id = demo[-1]["id"]
+        video_id = demo[-1].id
     else:
         path = Path(args.video)
         if not path.is_file():
             raise ValueError(f"video {path}: no such file")
         gt_text = Path(args.gt).read_text() if args.gt else None
-        video_id = jobs.add_video(store, path.read_bytes(), path.name, gt_text)
+        record, note = jobs.add_video(store, path.read_bytes(), path.name, gt_text)
+        print(note, file=sys.stderr)
+        video_id = record.id
     defaults = TrackConfig()
     config = {k: v for k, v in {
         "score_threshold": args.score_threshold, "distance": args.distance,
@@ -244,7 +219,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     print(f"run {run_id}: tracking with {settings['model_label']}", file=sys.stderr)
     run = jobs.run_tracking(store, run_id)
     outputs = jobs.track_outputs(store, run_id)
-    metrics = dict(run["metrics"])
+    metrics = dict(run.metrics)
     if args.gt:  # the file given here wins over ground truth stored with the video (or its absence)
         from .mot import mot_scores, read_mot
         metrics["mot"] = mot_scores(read_mot(args.gt), read_mot(outputs["mot"]),
@@ -253,7 +228,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         if target:
             shutil.copyfile(outputs[key], target)
     summary = metrics["summary"]
-    report = {"run_id": run_id, "status": run["status"], "model": settings["model_label"],
+    report = {"run_id": run_id, "status": run.status, "model": settings["model_label"],
               "frames": summary["frames"], "video_fps": summary["video_fps"], "fps": summary["fps"],
               "seconds": summary["seconds"], "tracks": summary["num_tracks"], "unique_cows": summary["num_tracks"],
               "max_cows_in_frame": summary["max_cows_in_frame"], "warning": summary["warning"],
@@ -357,7 +332,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .models import ARCHITECTURES
+    from .config import MODEL_SPEC_HELP, RUN_DEFAULTS
 
     parser = argparse.ArgumentParser(prog="python -m cowdetect", description="Find, fine-tune on and track cows.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -371,13 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CPU threads for torch (default $COWDETECT_THREADS or all cores)")
         return p
 
-    def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", default=None,
-                       help="stored model name or id, a checkpoint .pt, 'untrained' or 'coco' (default: the "
-                            "active version — set on the Models page, else the newest — else the pretrained "
-                            "COCO detector that suits this machine)")
-        p.add_argument("--architecture", default=None, choices=sorted(ARCHITECTURES),
-                       help="for --model untrained / coco (default: SSD-MobileNetV2 on a CPU, R50-FPN on a GPU)")
+    def model_args(p: argparse.ArgumentParser, default: str = "active", what: str = "the model") -> None:
+        p.add_argument("--model", default=default, metavar="SPEC", help=f"{what}, {MODEL_SPEC_HELP} "
+                                                                       f"(default: {default})")
         p.add_argument("--device", default="auto", help="auto, cpu or cuda")
         p.add_argument("--seed", type=int, default=0, help="seed for an untrained model's weights")
 
@@ -400,25 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = add("train", "fine-tune a detector on the store's labeled images")
-    p.add_argument("--architecture", default=None, choices=sorted(ARCHITECTURES),
-                   help="default: SSD-MobileNetV2 on a CPU, the seed's R50-FPN on a GPU with its COCO weights")
-    p.add_argument("--weights", default="coco",
-                   help="coco (default: fine-tune the pretrained detector), none (from scratch), or a stored "
-                        "model / checkpoint to continue")
-    p.add_argument("--iterations", type=int, default=1000)
+    model_args(p, "pretrained", "the model to start from")
+    p.add_argument("--iterations", type=int, default=None, help=f"default {RUN_DEFAULTS['iterations']}")
     p.add_argument("--batch-size", type=int, default=None, help="default: the architecture's (SSD 8, Faster R-CNN 2)")
     p.add_argument("--lr", type=float, default=None, help="default: the architecture's (SSD 0.004, Faster R-CNN 0.01)")
     p.add_argument("--split", default="train")
-    p.add_argument("--checkpoint-every", type=int, default=100, help="iterations between checkpoints (0: none)")
-    p.add_argument("--eval-every", type=int, default=100,
-                   help="iterations between validation loss / mAP on the val split (0: none)")
-    p.add_argument("--patience", type=int, default=0, help="early stop after this many evaluations without a "
-                                                           "better val mAP (0: never)")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help=f"iterations between checkpoints (0: none; default {RUN_DEFAULTS['checkpoint_every']})")
+    p.add_argument("--eval-every", type=int, default=None, help="iterations between validation loss / mAP on the "
+                   f"val split (0: none; default {RUN_DEFAULTS['eval_every']})")
+    p.add_argument("--patience", type=int, default=None, help="early stop after this many evaluations without a "
+                                                              "better val mAP (0: never, the default)")
     p.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a stopped, failed or interrupted run")
     p.add_argument("--freeze-backbone", action="store_true")
-    p.add_argument("--name", help="model version name (default: architecture + time)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="model version name (default: architecture + run id)")
     p.add_argument("--log-every", type=float, default=5.0, help="seconds between progress lines")
     p.set_defaults(func=cmd_train)
 
@@ -434,8 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("track", "follow each cow through a video (Norfair); write the annotated video and tracks")
     p.add_argument("video", help="a video file, or 'demo' for the demo video (it has ground truth)")
     p.add_argument("--out", required=True, help="annotated H.264 MP4 to write")
-    p.add_argument("--model", default="active",
-                   help="stored model name or id, or 'pretrained' (default: the active version, else pretrained)")
+    model_args(p)
     p.add_argument("--gt", help="MOTChallenge ground truth for VIDEO: prints MOTA and IDF1")
     p.add_argument("--mot", help="also write the tracks as MOTChallenge text")
     p.add_argument("--csv", help="also write the tracks as CSV (frame, time_s, id, x1, y1, x2, y2, score)")
@@ -446,7 +411,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--initialization-delay", type=int, default=None, help="frames before a new id (default 3)")
     p.add_argument("--detect-every", type=int, default=None, help="detect every k-th frame (default 3)")
     p.add_argument("--batch-size", type=int, default=None, help="frames per detector batch (default 4)")
-    p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_track)
 
     splits = ["train", "val", "test", "unassigned"]
@@ -494,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input or a failed operation)."""
-    from .engine import TrainingDivergedError
+    # Only light imports here: commands that need no model (import, export, runs) start without torch.
     from .weights import WeightsUnavailableError
 
     args = build_parser().parse_args(argv)
@@ -503,7 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .detector import set_threads
             set_threads(args.threads)
         return int(args.func(args) or 0)
-    except (ValueError, WeightsUnavailableError, TrainingDivergedError, FileNotFoundError) as exc:
+    except (ValueError, WeightsUnavailableError, FloatingPointError, FileNotFoundError) as exc:
+        # FloatingPointError: cowdetect.engine.TrainingDivergedError (a non-finite loss) is one
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

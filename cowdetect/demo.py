@@ -540,4 +540,5 @@ def make_demo_video(store: Any, seed: int = 0, seconds: float = 12.0, fps: int =
         path = Path(tmp) / "demo-cows.mp4"
         count = write_video(frames(), path, fps)
         data = path.read_bytes()
-    return store.add_video(data, "demo-cows.mp4", size[0], size[1], float(fps), count, "\n".join(lines) + "\n")
+    record, _ = store.add_video(data, "demo-cows.mp4", size[0], size[1], float(fps), count, "\n".join(lines) + "\n")
+    return record.id

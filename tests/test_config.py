@@ -19,3 +19,16 @@ def test_unknown_key_is_named():
 def test_bad_train_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_one_table_of_training_defaults():
+    """A bare TrainConfig has the default architecture's settings (it had Faster R-CNN's while the
+    default architecture is SSD); every architecture has one row; overrides of None keep the row."""
+    from cowdetect.config import DEFAULT_ARCHITECTURE, TRAIN_DEFAULTS
+    from cowdetect.models import ARCHITECTURES
+    assert TrainConfig() == TrainConfig.for_architecture(DEFAULT_ARCHITECTURE)
+    assert set(TRAIN_DEFAULTS) == set(ARCHITECTURES)
+    frcnn = TrainConfig.for_architecture("fasterrcnn_resnet50_fpn", batch_size=None, iterations=5)
+    assert (frcnn.batch_size, frcnn.learning_rate, frcnn.iterations) == (2, 0.01, 5)
+    with pytest.raises(ValueError, match="architecture: expected one of"):
+        TrainConfig.for_architecture("yolo")

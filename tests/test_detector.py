@@ -62,7 +62,7 @@ def test_training_fits_a_tiny_dataset():
     torch.manual_seed(0)
     box = DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
     data = blocks_dataset(8, seed=3)
-    history = box.train(data, iterations=30, batch_size=2, config=TrainConfig(warmup_iterations=10, lr_steps=()))
+    history = box.train(data, iterations=30, batch_size=2, config=TrainConfig.for_architecture(FRCNN, warmup_iterations=10, lr_steps=()))
     first = np.mean([h["loss"] for h in history[:5]])
     last = np.mean([h["loss"] for h in history[-5:]])
     assert last < 0.7 * first, (first, last)  # measured: 1.41 -> 0.79

@@ -80,10 +80,10 @@ def test_evaluation_job_is_cached_by_model_and_split_content(eval_store):
     settings = jobs.evaluation_settings(eval_store, "tiny", "test")
     assert jobs.cached_evaluation(eval_store, settings) is None
     run = jobs.run_job(eval_store, jobs.create_evaluation_run(eval_store, settings), log=lambda m: None)
-    assert run["status"] == "done" and run["iteration"] == 6
+    assert run.status == "done" and run.iteration == 6
     cached = jobs.cached_evaluation(eval_store, settings)
-    assert cached["id"] == run["metrics"]["result_id"] and len(cached["metrics"]["per_image"]) == 6
-    assert cached["metrics"]["pr_curve"]["cow"]
+    assert cached.id == run.metrics["result_id"] and len(cached.metrics["per_image"]) == 6
+    assert cached.model_id == 1 and cached.model_label == "tiny (#1)" and cached.metrics["pr_curve"]["cow"]
     # new boxes on a test image: a different split content, so no cached result for it
     image = eval_store.dataset("test")[0].image_id
     eval_store.set_boxes(image, Detections.from_names([[1, 1, 20, 20]], ["cow"], eval_store.class_names()))
@@ -100,8 +100,7 @@ def test_evaluation_bad_input(eval_store):
     from conftest import FRCNN, TINY
     from cowdetect import DetectorBox
     sheep = DetectorBox(FRCNN, weights=None, classes=("sheep",), device="cpu", **TINY)
-    sheep.save(eval_store.model_checkpoint_path("sheep"))
-    eval_store.add_model("sheep", sheep.architecture, sheep.classes, eval_store.model_checkpoint_path("sheep"))
+    eval_store.add_model("sheep", sheep.architecture, sheep.classes, sheep.save(eval_store.data_dir / "sheep.pt"))
     with pytest.raises(ValueError, match="share no name with the dataset"):
         jobs.evaluation_settings(eval_store, "sheep", "test")
 
@@ -124,7 +123,7 @@ def test_predictions_page(eval_store, monkeypatch):
 def test_predictions_page_deleted_image(eval_store, monkeypatch):
     settings = jobs.evaluation_settings(eval_store, "tiny", "test")
     jobs.run_job(eval_store, jobs.create_evaluation_run(eval_store, settings), log=lambda m: None)
-    worst = sorted(jobs.cached_evaluation(eval_store, settings)["metrics"]["per_image"],
+    worst = sorted(jobs.cached_evaluation(eval_store, settings).metrics["per_image"],
                    key=lambda r: (r["ap"] < 0, r["ap"], -r["fn"]))[0]["image_id"]
     eval_store.delete_image(worst)
     at = open_page("predictions", eval_store, monkeypatch)
@@ -139,10 +138,10 @@ def test_evaluate_page_runs_jobs_then_uses_the_cache(eval_store, monkeypatch):
     assert at.multiselect(key="eval_models").value == ["1", "2"]
     next(b for b in at.button if b.label.startswith("Evaluate 2 model(s)")).click().run()
     runs = eval_store.runs("evaluate")
-    assert len(runs) == 2 and all(r["pid"] for r in runs)
+    assert len(runs) == 2 and all(r.pid for r in runs)
     deadline = time.monotonic() + 180
-    while any(eval_store.run(r["id"])["status"] != "done" for r in runs):
-        assert all(eval_store.run(r["id"])["status"] in ("queued", "running", "done") for r in runs)
+    while any(eval_store.run(r.id).status != "done" for r in runs):
+        assert all(eval_store.run(r.id).status in ("queued", "running", "done") for r in runs)
         assert time.monotonic() < deadline
         time.sleep(0.5)
     at.run()

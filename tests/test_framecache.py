@@ -10,6 +10,7 @@ from cowdetect import DetectorBox, jobs
 from cowdetect.config import TrackConfig
 from cowdetect.demo import render_video
 from cowdetect.detections import Detections
+from cowdetect.models import resolve
 from cowdetect.framecache import FrameDetections
 from cowdetect.tracking import track_video
 from cowdetect.video import write_video
@@ -84,25 +85,26 @@ def test_tracking_reuses_kept_detections_with_other_tracker_settings(tmp_path, t
 
 def test_tracking_jobs_resume_and_retrack_without_detecting_again(video_store, tmp_path):
     video = video_store.videos()[0]
-    settings = jobs.tracking_settings(video_store, video["id"], model="tiny", score_threshold=0.05,
+    settings = jobs.tracking_settings(video_store, video.id, model="tiny", score_threshold=0.05,
                                       detect_every=1, batch_size=2)
-    box = DetectorBox.load(video_store.model("tiny").checkpoint, device="cpu")
+    ref = resolve(video_store, settings["model"])
+    box = DetectorBox.open(ref, "cpu")
     # what a run stopped (or killed) after 8 frames leaves behind
-    with jobs.detection_cache(video_store, video, box, settings["model"], 1280) as cache:
-        stopped = track_video(video["path"], box, None, tmp_path / "stopped.txt", config=TrackConfig(
+    with jobs.detection_cache(video_store, video, box, ref, 1280) as cache:
+        stopped = track_video(video.path, box, None, tmp_path / "stopped.txt", config=TrackConfig(
             score_threshold=0.05, detect_every=1, batch_size=2), progress=lambda done, total, frame: done < 8,
             cache=cache)
     assert stopped.stopped and stopped.frames == 8
 
     messages = []
     run = jobs.run_tracking(video_store, jobs.create_tracking_run(video_store, settings), log=messages.append)
-    summary = run["metrics"]["summary"]
-    assert run["status"] == "done" and summary["frames"] == 20 and summary["reused_frames"] == 8
+    summary = run.metrics["summary"]
+    assert run.status == "done" and summary["frames"] == 20 and summary["reused_frames"] == 8
     assert any("8 frames already detected" in m for m in messages)
 
     # the same model on the same video with other tracker settings: no frame is detected again
-    other = jobs.tracking_settings(video_store, video["id"], model="tiny", score_threshold=0.3, detect_every=1,
+    other = jobs.tracking_settings(video_store, video.id, model="tiny", score_threshold=0.3, detect_every=1,
                                    batch_size=2, distance="centroid", hit_counter_max=10)
     run = jobs.run_tracking(video_store, jobs.create_tracking_run(video_store, other), log=lambda m: None)
-    summary = run["metrics"]["summary"]
+    summary = run.metrics["summary"]
     assert summary["reused_frames"] == summary["detected_frames"] == 20 and summary["detector_seconds"] == 0

@@ -93,3 +93,88 @@ def test_cuda_without_gpu_is_refused():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="no CUDA GPU"):
         DetectorBox(weights=None, device="cuda")
+
+
+# -- the model spec: one grammar, one resolver -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    """Two stored versions, alpha (#1) and beta (#2); tests that change the store use their own."""
+    from conftest import add_tiny_model
+    from cowdetect.store import Store
+    store = Store(tmp_path_factory.mktemp("models") / "data")
+    add_tiny_model(store, "alpha")
+    add_tiny_model(store, "beta")
+    return store
+
+
+@pytest.mark.parametrize("spec, kind, model_id, label", [
+    ("#1", "stored", 1, "alpha (#1)"), ("1", "stored", 1, "alpha (#1)"), (2, "stored", 2, "beta (#2)"),
+    ("beta", "stored", 2, "beta (#2)"), ("active", "stored", 2, "beta (#2)"),
+    ("untrained", "untrained", None, "untrained ssd_mobilenet_v2_coco"),
+    (f"untrained:{ARCH}", "untrained", None, f"untrained {ARCH}"), (f"coco:{ARCH}", "coco", None, f"coco {ARCH}"),
+])
+def test_resolve_every_form(two_models, spec, kind, model_id, label):
+    from cowdetect.models import resolve
+    ref = resolve(two_models, spec, "cpu")
+    assert (ref.kind, ref.model_id, ref.label) == (kind, model_id, label)
+
+
+def test_an_id_never_loads_a_version_named_like_it(two_models):
+    """Before: Store.model("2") matched `name = '2' OR id = 2`, so a version named "2" could be loaded for
+    id 2. Names now start with a letter, and the resolver reads digits as ids only."""
+    from cowdetect.models import resolve
+    with pytest.raises(ValueError, match="starting with a letter"):
+        two_models.rename_model(1, "2")
+    assert resolve(two_models, "2", "cpu").model_id == 2 and resolve(two_models, "alpha", "cpu").model_id == 1
+    with pytest.raises(ValueError, match="no version with id 9"):
+        resolve(two_models, "9", "cpu")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("", "expected a model spec"), ("-x", "expected a model spec"), ("coco:yolo", "architecture: expected one of"),
+    ("gamma", "no version called 'gamma'; stored versions: alpha \\(#1\\), beta \\(#2\\)"),
+    ("missing.pt", "no checkpoint file"), (None, "expected a model spec"), (True, "expected a model spec"),
+])
+def test_bad_specs_list_what_is_valid(two_models, spec, message):
+    from cowdetect.models import resolve
+    with pytest.raises(ValueError, match=message):
+        resolve(two_models, spec, "cpu")
+
+
+def test_a_checkpoint_file_is_a_spec_for_training_too(store, tmp_path):
+    """Before: `train --help` said --weights takes a checkpoint, and the job refused one."""
+    from conftest import add_tiny_model
+    from cowdetect import jobs
+    from cowdetect.demo import make_demo
+    from cowdetect.models import resolve
+    two_models = store
+    add_tiny_model(store, "alpha")
+    make_demo(two_models, n_train=5, n_val=0, n_test=0, size=(96, 64), video=False)
+    path = tmp_path / "mine.pt"
+    DetectorBox.load(two_models.model(1).checkpoint, device="cpu").save(path)
+    ref = resolve(two_models, str(path), "cpu")
+    assert (ref.kind, ref.architecture, ref.checkpoint) == ("file", ARCH, path)
+    settings = jobs.training_settings(two_models, base=str(path), iterations=1)
+    assert settings["base"] == str(path) and settings["architecture"] == ARCH and settings["parent_id"] is None
+    assert settings["config"]["batch_size"] == 2  # the Faster R-CNN row of the defaults table, not SSD's
+
+
+def test_pretrained_means_one_model_everywhere(store, monkeypatch):
+    """Before: on a GPU without cached ResNet-50 weights, the job settings said ResNet-50 while
+    DetectorBox.pretrained() fell back to SSD, which then trained with Faster R-CNN settings."""
+    from cowdetect import jobs, models
+    from cowdetect.demo import make_demo
+    make_demo(store, n_train=5, n_val=0, n_test=0, size=(96, 64), video=False)
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(models, "coco_weights_available", lambda arch: False)  # a GPU machine, weights not cached
+    assert models.pretrained_architecture(cuda) == "ssd_mobilenet_v2_coco"
+    monkeypatch.setattr(models, "coco_weights_available", lambda arch: True)  # and with them
+    assert models.pretrained_architecture(cuda) == "fasterrcnn_resnet50_fpn"
+    assert models.pretrained_architecture(torch.device("cpu")) == "ssd_mobilenet_v2_coco"
+    # the job, the label and the box agree (on this machine's device)
+    settings = jobs.training_settings(store, base="pretrained", iterations=1)
+    box = DetectorBox.pretrained(settings["device"], weights_dir=store.weights_dir)
+    assert settings["architecture"] == box.architecture and settings["base"] == f"coco:{box.architecture}"
+    assert settings["base_label"] == f"pretrained {box.architecture}" and box.origin.startswith(settings["base_label"])
+    assert settings["config"]["batch_size"] == jobs.training_settings(store, base=settings["base"])["config"]["batch_size"]

@@ -3,6 +3,7 @@
 import io
 import sqlite3
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,33 +91,70 @@ def test_bad_boxes_on_update_change_nothing(store):
     assert snapshot(store) == before
 
 
+def checkpoint_file(store: Store, content: bytes = b"weights") -> Path:
+    path = store.data_dir / "scratch.pt"
+    path.write_bytes(content)
+    return path
+
+
 def test_bad_split_and_names(store):
     with pytest.raises(ValueError, match="split: expected one of"):
         store.add_image(jpeg(), split="holdout")
-    with pytest.raises(ValueError, match="name: expected letters"):
-        store.model_checkpoint_path("../../etc/passwd")
+    for bad in ("../../etc/passwd", "12", "3rd", "model.pt", "active", "pretrained", ""):
+        with pytest.raises(ValueError, match="name: expected letters"):
+            store.add_model(bad, "arch", ["cow"], checkpoint_file(store))
     with pytest.raises(ValueError, match="leaves the data folder"):
         store.inside("../outside.txt")
     with pytest.raises(ValueError, match="no such image"):
-        store.boxes(999) if False else store.image(999)
+        store.image(999)
     with pytest.raises(ValueError, match="no version called 'nope'"):
-        store.model("nope")
+        store.model_by_name("nope")
+    with pytest.raises(ValueError, match="no version with id 7"):
+        store.model(7)
+    with pytest.raises(ValueError, match="model id: expected a whole number"):
+        store.model("7")  # a string is a spec: cowdetect.models.resolve reads those
 
 
 def test_models_and_runs(store):
-    path = store.model_checkpoint_path("m1")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
-    m = store.add_model("m1", "arch", ["cow"], path, params={"iterations": 3})
-    assert store.model("m1").id == m.id == store.model(str(m.id)).id and store.latest_model().name == "m1"
+    m = store.add_model("m1", "arch", ["cow"], checkpoint_file(store), params={"iterations": 3})
+    assert store.model_by_name("m1").id == m.id == store.model(m.id).id and m.label == f"m1 (#{m.id})"
+    assert m.checkpoint == store.data_dir / "models" / "by-id" / f"{m.id}.pt" and m.checkpoint.read_bytes() == b"weights"
     with pytest.raises(ValueError, match="taken"):
-        store.add_model("m1", "arch", ["cow"], path)
+        store.add_model("m1", "arch", ["cow"], checkpoint_file(store))
     assert store.unique_model_name("m1") == "m1-2"
-    run = store.add_run("train", {"a": 1}, total=10)
-    store.update_run(run, status="done", iteration=10, history=[{"loss": 1.0}])
-    assert store.runs()[0]["status"] == "done" and store.runs()[0]["history"] == [{"loss": 1.0}]
+    run, created = store.add_run("train", {"a": 1}, total=10)
+    assert created and store.add_run("train", {"a": 1}, total=10) == (run, False)  # identical and active: the same
+    store.update_run(run, status="done", iteration=10, metrics={"loss": 1.0})
+    got = store.runs()[0]
+    assert (got.id, got.status, got.iteration, got.metrics, got.active) == (run, "done", 10, {"loss": 1.0}, False)
     with pytest.raises(ValueError, match="status"):
         store.update_run(run, status="exploded")
+    with pytest.raises(ValueError, match="run fields"):
+        store.update_run(run, history=[])
+
+
+def test_rename_then_reuse_the_old_name_keeps_both_weights(store):
+    """Files are named by id: a new version given a renamed version's old name cannot overwrite it."""
+    first = store.add_model("cow", "arch", ["cow"], checkpoint_file(store, b"first"))
+    store.rename_model(first.id, "cow-old")
+    second = store.add_model("cow", "arch", ["cow"], checkpoint_file(store, b"second"))
+    assert store.model(first.id).checkpoint.read_bytes() == b"first"
+    assert second.checkpoint.read_bytes() == b"second" and second.checkpoint != first.checkpoint
+
+
+def test_a_model_name_that_is_all_digits_is_renamed_by_the_migration(tmp_path):
+    """Before schema 4 a version could be called "1": "1" then meant two models (id 1 and that name)."""
+    import sqlite3 as sql
+    from cowdetect.store.schema import MIGRATIONS
+    db = tmp_path / "data" / "cowdetect.sqlite"
+    db.parent.mkdir()
+    with sql.connect(db) as conn:
+        for number, script in enumerate(MIGRATIONS[:3]):
+            conn.executescript(script + f"; PRAGMA user_version = {number + 1};")
+        conn.execute("INSERT INTO models(name, architecture, classes, checkpoint) VALUES ('first', 'a', '[]', 'x.pt')")
+        conn.execute("INSERT INTO models(name, architecture, classes, checkpoint) VALUES ('1', 'a', '[]', 'y.pt')")
+    store = Store(tmp_path / "data")
+    assert [m.name for m in store.models()] == ["first", "v2-1"]
 
 
 def test_concurrent_writers_lose_nothing(store):
@@ -135,36 +173,16 @@ def test_concurrent_writers_lose_nothing(store):
     assert not errors and len(store.images()) == 20 and store.counts()["boxes"] == 20
 
 
-def test_predictions_are_kept_per_model_apart_from_ground_truth(store):
-    rec, _ = store.add_image(jpeg(5), boxes=cows([1, 1, 20, 20]))
-    path = store.model_checkpoint_path("m")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
-    model = store.add_model("m", "arch", ["cow"], path)
-    coco_like = ("__background__", "person", "cow")
-    pred = Detections([[0, 0, 30, 30], [-0.3, 2, 64.4, 40], [5, 5, 9, 9]], [1, 2, 2], [0.9, 0.8, 0.3], coco_like)
-    store.set_predictions(rec.id, model.id, pred)
-    got = store.predictions(rec.id, model.id)
-    assert got.names == ["cow", "cow"] and got.score.tolist() == pytest.approx([0.8, 0.3])
-    assert got.xyxy[0].tolist() == pytest.approx([0, 2, 64, 40])  # clipped to the 64x48 image
-    np.testing.assert_array_equal(store.boxes(rec.id).xyxy, [[1, 1, 20, 20]])  # ground truth untouched
-    store.set_predictions(rec.id, model.id, Detections.empty(coco_like, scored=True))
-    assert len(store.predictions(rec.id, model.id)) == 0 and len(store.boxes(rec.id)) == 1
-
-
 def test_bad_rename_changes_nothing(store):
-    for name in ("a", "b"):
-        path = store.model_checkpoint_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x")
-        store.add_model(name, "arch", ["cow"], path)
+    a, _ = (store.add_model(name, "arch", ["cow"], checkpoint_file(store)) for name in ("a", "b"))
+    checkpoint_file(store).unlink()
     before = snapshot(store)
     with pytest.raises(ValueError, match="is taken"):
-        store.rename_model("a", "b")
+        store.rename_model(a.id, "b")
     with pytest.raises(ValueError, match="name: expected letters"):
-        store.rename_model("a", "../evil")
-    with pytest.raises(ValueError, match="no version called 'zzz'"):
-        store.set_active_model("zzz")
+        store.rename_model(a.id, "../evil")
+    with pytest.raises(ValueError, match="no version with id 99"):
+        store.set_active_model(99)
     assert snapshot(store) == before
 
 
@@ -212,3 +230,40 @@ def test_paging_queries(store):
     assert store.box_counts([ids[1], ids[2]]) == {ids[1]: 0, ids[2]: 0}
     moved = store.assign_splits((1, 0, 0))
     assert moved == {"train": 0, "val": 0, "test": 0}  # nothing unassigned here
+
+
+def test_four_processes_importing_the_same_images_store_each_once(tmp_path):
+    """Before: two `import-images` of the same files started together died with an IntegrityError,
+    or left a row whose file the losing process had deleted. Now: one row and one file per image."""
+    import subprocess
+    import sys
+    files = []
+    for i in range(30):
+        files.append(tmp_path / f"{i}.jpg")
+        files[-1].write_bytes(jpeg(1000 + i))
+    data = tmp_path / "data"
+    Store(data)  # the schema exists before the race (a fresh folder is tested by the migration lock)
+    procs = [subprocess.Popen([sys.executable, "-m", "cowdetect", "import-images", *map(str, files), "--data-dir",
+                               str(data), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, [err for _, err in outputs]
+    import json
+    reports = [json.loads(out) for out, _ in outputs]
+    assert sum(r["added"] for r in reports) == 30 and all(r["added"] + r["already_present"] == 30 for r in reports)
+    store = Store(data)
+    records = store.images()
+    assert len(records) == 30 and all(r.path.is_file() for r in records)
+    assert sorted(p.name for p in (data / "images").rglob("*") if p.is_file()) == sorted(r.path.name for r in records)
+
+
+def test_processes_opening_a_new_data_folder_at_once_all_succeed(tmp_path):
+    import subprocess
+    import sys
+    data = tmp_path / "fresh"
+    procs = [subprocess.Popen([sys.executable, "-c", f"from cowdetect.store import Store; Store({str(data)!r})"],
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [proc.communicate(timeout=60)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, errors
+    with sqlite3.connect(data / "cowdetect.sqlite") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -14,42 +14,44 @@ from cowdetect.video import probe_video
 
 def test_tracking_run_stores_results_and_scores(video_store):
     video = video_store.videos()[0]
-    settings = jobs.tracking_settings(video_store, video["id"], model="tiny", score_threshold=0.05)
+    settings = jobs.tracking_settings(video_store, video.id, model="tiny", score_threshold=0.05)
     run_id = jobs.create_tracking_run(video_store, settings)
     assert jobs.create_tracking_run(video_store, settings) == run_id  # a double click makes one job
     run = jobs.run_tracking(video_store, run_id, log=lambda m: None)
-    assert run["status"] == "done" and run["iteration"] == run["total"] == 20
+    assert run.status == "done" and run.iteration == run.total == 20
     files = jobs.track_outputs(video_store, run_id)
     assert probe_video(files["video"]).frames == 20 and files["preview"].is_file()
-    summary = run["metrics"]["summary"]
+    summary = run.metrics["summary"]
     assert summary["frames"] == 20 and summary["num_tracks"] == read_mot(files["mot"])["id"].nunique()
-    mot = run["metrics"]["mot"]  # the demo video carries ground truth
+    mot = run.metrics["mot"]  # the demo video carries ground truth
     assert set(mot) >= {"mota", "idf1", "id_switches", "fragmentations"} and mot["num_unique_objects"] >= 3
 
 
 def test_tracking_settings_checks(video_store):
-    video_id = video_store.videos()[0]["id"]
+    video_id = video_store.videos()[0].id
     with pytest.raises(ValueError, match="no such stored video"):
         jobs.tracking_settings(video_store, 99)
     with pytest.raises(ValueError, match="distance: expected one of"):
         jobs.tracking_settings(video_store, video_id, distance="cosine")
     with pytest.raises(ValueError, match="unknown settings"):
         jobs.tracking_settings(video_store, video_id, speed=3)
-    assert jobs.tracking_settings(video_store, video_id)["model_label"] == "tiny"  # the active (newest) version
-    assert jobs.tracking_settings(video_store, video_id, model="pretrained")["model"] == "pretrained"
+    assert jobs.tracking_settings(video_store, video_id)["model_label"] == "tiny (#1)"  # the active (newest) version
+    assert jobs.tracking_settings(video_store, video_id)["model"] == "#1"  # pinned: a later active version changes nothing
+    pretrained = jobs.tracking_settings(video_store, video_id, model="pretrained")
+    assert pretrained["model"] == "coco:ssd_mobilenet_v2_coco" and pretrained["model_label"] == "pretrained ssd_mobilenet_v2_coco"
     with pytest.raises(ValueError):
         jobs.tracking_settings(video_store, video_id, model="no-such-model")
 
 
 def test_stop_before_start_and_requeue(video_store):
     """(Stopping mid-video keeps the frames done: see test_tracking.test_stop_keeps_what_was_done.)"""
-    video_id = video_store.videos()[0]["id"]
+    video_id = video_store.videos()[0].id
     run_id = jobs.create_tracking_run(video_store, jobs.tracking_settings(video_store, video_id, model="tiny"))
     video_store.update_run(run_id, stop_requested=1)
     run = jobs.run_job(video_store, run_id, log=lambda m: None)
-    assert run["status"] == "stopped" and run["iteration"] == 0
+    assert run.status == "stopped" and run.iteration == 0
     jobs.prepare_resume(video_store, run_id)  # queued again: tracking starts over
-    assert jobs.run_job(video_store, run_id, log=lambda m: None)["status"] == "done"
+    assert jobs.run_job(video_store, run_id, log=lambda m: None).status == "done"
 
 
 @pytest.mark.parametrize("name, content, ground_truth, message", [
@@ -61,7 +63,7 @@ def test_stop_before_start_and_requeue(video_store):
 def test_bad_uploads_change_nothing(video_store, name, content, ground_truth, message):
     before = video_store.videos()
     if content is None:  # a good video with bad ground truth
-        name, content = "other.mp4", before[0]["path"].read_bytes()[:-1] + b"\x00"
+        name, content = "other.mp4", before[0].path.read_bytes()[:-1] + b"\x00"
     with pytest.raises(ValueError, match=message):
         jobs.add_video(video_store, content, name, ground_truth)
     assert video_store.videos() == before
@@ -71,14 +73,14 @@ def test_bad_uploads_change_nothing(video_store, name, content, ground_truth, me
 def test_cli_track(video_store, tmp_path, capsys):
     video = video_store.videos()[0]
     out = tmp_path / "tracked.mp4"
-    code = main(["track", str(video["path"]), "--data-dir", str(video_store.data_dir), "--out", str(out),
-                 "--model", "tiny", "--gt", str(video["gt_path"]), "--csv", str(tmp_path / "t.csv"),
+    code = main(["track", str(video.path), "--data-dir", str(video_store.data_dir), "--out", str(out),
+                 "--model", "tiny", "--gt", str(video.gt_path), "--csv", str(tmp_path / "t.csv"),
                  "--detect-every", "2", "--json"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["frames"] == 20 and report["status"] == "done" and "mota" in report and "idf1" in report
     assert probe_video(out).codec == "h264" and (tmp_path / "t.csv").is_file()
-    assert video_store.runs("track")[0]["params"]["config"]["detect_every"] == 2
+    assert video_store.runs("track")[0].params["config"]["detect_every"] == 2
 
 
 def test_cli_track_bad_video(video_store, tmp_path, capsys):
@@ -87,3 +89,24 @@ def test_cli_track_bad_video(video_store, tmp_path, capsys):
     code = main(["track", str(bad), "--data-dir", str(video_store.data_dir), "--out", str(tmp_path / "o.mp4")])
     assert code == 2 and "not a video file" in capsys.readouterr().err
     assert len(video_store.videos()) == 1 and not video_store.runs("track")
+
+
+def test_ground_truth_given_with_a_stored_video_is_attached(tmp_path):
+    """Before: uploading a stored video again with its ground truth dropped the ground truth while the
+    page said "Added". Now it is attached (or replaced), and the note says which."""
+    from cowdetect.demo import make_demo_video
+    from cowdetect.store import Store
+    store = Store(tmp_path / "data")
+    make_demo_video(store, seconds=1.0, fps=10, size=(160, 96))
+    video = store.videos()[0]
+    data, truth = video.path.read_bytes(), video.gt_path.read_text()
+    plain = Store(tmp_path / "plain")
+    first, note = jobs.add_video(plain, data, "cows.mp4")
+    assert first.gt_path is None and note == "Added cows.mp4."
+    again, note = jobs.add_video(plain, data, "cows.mp4", truth)
+    assert again.id == first.id and again.gt_path.read_text() == truth and "ground truth was attached" in note
+    _, note = jobs.add_video(plain, data, "cows.mp4", truth)
+    assert "already stored with this ground truth" in note and len(plain.videos()) == 1
+    shifted = "\n".join(",".join(["1"] + line.split(",")[1:]) for line in truth.splitlines()[:3]) + "\n"
+    _, note = jobs.add_video(plain, data, "cows.mp4", shifted)
+    assert "replaced" in note and plain.video(first.id).gt_path.read_text() == shifted

@@ -35,8 +35,8 @@ def test_not_a_video(tmp_path):
 def test_demo_video_in_store(store):
     video_id = make_demo_video(store, seconds=1.0, fps=10, size=(160, 96))
     video = store.videos()[0]
-    assert video["id"] == video_id and video["frames"] == 10 and video["path"].is_file()
-    lines = video["gt_path"].read_text().splitlines()
+    assert video.id == video_id and video.frames == 10 and video.path.is_file()
+    lines = video.gt_path.read_text().splitlines()
     assert lines and all(len(line.split(",")) == 9 for line in lines)
     assert {int(line.split(",")[0]) for line in lines} <= set(range(1, 11))
 

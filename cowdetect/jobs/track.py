@@ -1,0 +1,187 @@
+"""The tracking job: follow each cow through a stored video with Norfair, keeping each frame's detections.
+
+:func:`add_video` checks and stores an upload; :func:`tracking_settings` checks a request and
+:func:`create_tracking_run` queues it; :func:`run_tracking` runs it (a worker process, or
+``python -m cowdetect track`` in the foreground).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import TrackConfig, from_dict, to_dict
+from ..detector import DetectorBox, resolve_device
+from ..files import atomic_write_bytes
+from ..framecache import FrameDetections
+from ..images import encode_image
+from ..models import ModelRef, resolve
+from ..store import RunRecord, Store, VideoRecord, now
+from .machinery import Log, Ticker, create_run, recorded, start, stderr_log
+from .train import job_spec
+
+# What a tracking run leaves in runs/run-N/.
+TRACK_FILES = {"video": "tracked.mp4", "mot": "tracks.mot.txt", "csv": "tracks.csv", "preview": "preview.jpg"}
+
+
+def add_video(store: Store, data: bytes, name: str, ground_truth: str | None = None) -> tuple[VideoRecord, str]:
+    """Check and store an uploaded video (and optional MOTChallenge ground truth).
+
+    The bytes are probed from a scratch file inside the data folder before anything is
+    stored, so a file that is not a video, or has no decodable frame, changes nothing. A video
+    already stored gets the ground truth given with it. Returns the record and a sentence
+    saying what was done.
+
+    Raises:
+        ValueError: an unknown file type, not a video, no frames, or ground truth that is not
+            MOTChallenge text.
+    """
+    from ..mot import read_mot
+    from ..video import VIDEO_SUFFIXES, probe_video
+
+    suffix = Path(name).suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"{name}: expected a video file ({', '.join(VIDEO_SUFFIXES)}), got {suffix or 'no extension'}")
+    if not data:
+        raise ValueError(f"{name}: the file is empty")
+    scratch = store.inside("tmp")
+    scratch.mkdir(parents=True, exist_ok=True)
+    probe_path = scratch / f"probe-{os.getpid()}-{time.monotonic_ns()}{suffix}"
+    try:
+        probe_path.write_bytes(data)
+        try:
+            info = probe_video(probe_path)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(str(probe_path), Path(name).name)
+                             .replace(probe_path.name, Path(name).name)) from None
+        if ground_truth is not None:
+            gt_path = probe_path.with_suffix(".gt.txt")
+            gt_path.write_text(ground_truth)
+            try:
+                read_mot(gt_path)
+            except ValueError as exc:
+                raise ValueError(f"ground truth for {Path(name).name}: " + str(exc).replace(str(gt_path), "")
+                                 .replace(gt_path.name, "").strip(" :")) from None
+            finally:
+                gt_path.unlink(missing_ok=True)
+    finally:
+        probe_path.unlink(missing_ok=True)
+    return store.add_video(data, Path(name).name, info.width, info.height, info.fps, info.frames, ground_truth)
+
+
+def tracking_settings(store: Store, video_id: int, model: str = "active", device: str = "auto",
+                      **config: Any) -> dict[str, Any]:
+    """Check and complete the settings of a tracking run.
+
+    ``model``: a model spec (:data:`cowdetect.models.MODEL_SPEC_HELP`); ``config``:
+    :class:`~cowdetect.config.TrackConfig` fields.
+
+    Raises:
+        ValueError: an unknown video, model or setting.
+    """
+    from ..tracking import get_distance
+
+    store.video(video_id)
+    track_config = from_dict(TrackConfig, config)
+    get_distance(track_config.distance)
+    dev = resolve_device(device)
+    ref = resolve(store, model, dev)
+    return {"video_id": video_id, "model": job_spec(ref), "model_label": ref.label, "device": str(dev),
+            "config": to_dict(track_config)}
+
+
+def create_tracking_run(store: Store, settings: dict[str, Any]) -> int:
+    """Queue a tracking run with checked ``settings`` (see :func:`tracking_settings`); returns its id."""
+    return create_run(store, "track", settings, int(store.video(settings["video_id"]).frames or 0))
+
+
+def track_outputs(store: Store, run_id: int) -> dict[str, Path]:
+    """Absolute paths of a tracking run's files (video, mot, csv, preview); they may not exist yet."""
+    folder = store.inside(Path("runs") / f"run-{run_id}")
+    return {key: folder / name for key, name in TRACK_FILES.items()}
+
+
+def detection_cache(store: Store, video: VideoRecord, box: DetectorBox, ref: ModelRef,
+                    max_detect_side: int) -> FrameDetections:
+    """The kept detections (:class:`~cowdetect.framecache.FrameDetections`) of ``video`` under
+    ``box`` (opened from ``ref``) at this detection size, in cache/detections/.
+
+    Named by everything the detections depend on (video content, the weights, detector
+    settings, device type, detection size) and nothing they do not (score threshold, tracker
+    settings, every-k-th), so a changed model or video never reads stale boxes.
+    """
+    if ref.checkpoint is not None:
+        stat = ref.checkpoint.stat()
+        weights = f"{ref.checkpoint}:{stat.st_size}:{stat.st_mtime_ns}"
+    else:
+        weights = f"{ref.kind}:{box.architecture}"
+    key = {"video": video.sha256, "weights": weights, "detector": to_dict(box.config),
+           "device": box.device.type, "max_detect_side": max_detect_side}
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return FrameDetections(store.inside(Path("cache") / "detections" / f"{name}.f32"), box.class_names)
+
+
+class _Preview:
+    """The tracking progress callback: the latest annotated frame and frames done, about once a second."""
+
+    def __init__(self, store: Store, run_id: int, path: Path) -> None:
+        self.ticker, self.path = Ticker(store, run_id), path
+
+    def __call__(self, done: int, total: int, frame: np.ndarray) -> bool:
+        if not self.ticker.due(done, total):
+            return True
+        atomic_write_bytes(self.path, encode_image(frame, "JPEG", 85))
+        return self.ticker.report(done, total)
+
+
+def run_tracking(store: Store, run_id: int, log: Log | None = None) -> RunRecord:
+    """Run tracking run ``run_id`` to its end; the job function of workers and the CLI's ``track``.
+
+    Writes progress (frames done) and a preview frame about once a second, honours stop
+    requests (the files keep what was done), and at the end stores the summary — and MOTA /
+    IDF1 when the video has ground truth — in the run's metrics. Returns the final row.
+    """
+    log = log or stderr_log
+    run = start(store, run_id, "track", log)
+    if run.status == "stopped":
+        return run
+    with recorded(store, run_id):
+        settings = run.params
+        video = store.video(settings["video_id"])
+        ref = resolve(store, settings["model"], settings["device"])
+        box = DetectorBox.open(ref, settings["device"], weights_dir=store.weights_dir)
+        log(f"run {run_id}: tracking {video.original_name} ({video.frames} frames) with {settings['model_label']}")
+        result = _track(store, run_id, video, box, ref, from_dict(TrackConfig, settings["config"]), log)
+        metrics: dict[str, Any] = {"summary": result.as_dict()}
+        if video.gt_path is not None and result.frames:
+            from ..mot import mot_scores, read_mot
+            metrics["mot"] = mot_scores(read_mot(video.gt_path), read_mot(track_outputs(store, run_id)["mot"]),
+                                        num_frames=result.frames)
+        status = "stopped" if result.stopped else "done"
+        store.update_run(run_id, status=status, iteration=result.frames, total=max(result.frames,
+                         result.frames_expected), metrics=metrics, error=result.warning, finished_at=now())
+        log(f"run {run_id}: {status}; {result.frames} frames at {result.fps:.1f} fps, {result.num_tracks} tracks"
+            + (f"; MOTA {metrics['mot']['mota']:.3f} IDF1 {metrics['mot']['idf1']:.3f}" if "mot" in metrics else "")
+            + (f"; {result.warning}" if result.warning else ""))
+        return store.run(run_id)
+
+
+def _track(store: Store, run_id: int, video: VideoRecord, box: DetectorBox, ref: ModelRef, config: TrackConfig,
+           log: Log) -> Any:
+    """The tracking pipeline over the video, reading and filling the detection cache."""
+    from ..tracking import track_video
+
+    outputs = track_outputs(store, run_id)
+    outputs["video"].parent.mkdir(parents=True, exist_ok=True)
+    with detection_cache(store, video, box, ref, config.max_detect_side) as cache:
+        if len(cache):
+            log(f"run {run_id}: {len(cache)} frames already detected (kept from an earlier run) are not "
+                f"detected again")
+        return track_video(video.path, box, outputs["video"], outputs["mot"], outputs["csv"], config,
+                           progress=_Preview(store, run_id, outputs["preview"]), cache=cache)

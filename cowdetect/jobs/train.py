@@ -1,0 +1,304 @@
+"""The training job: fine-tune a detector, checkpointing, validating, and saving a model version.
+
+:func:`training_settings` checks a request and :func:`create_training_run` queues it;
+:func:`run_training` runs it (a worker process, or ``python -m cowdetect train`` in the
+foreground) as the named steps of :class:`TrainingJob`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import RUN_DEFAULTS, TrainConfig, from_dict, to_dict
+from ..data import LabeledDataset
+from ..detector import DetectorBox, read_checkpoint_meta, resolve_device
+from ..engine import validation_loss
+from ..models import ModelRef, check_model_name, resolve
+from ..store import RunRecord, Store, now
+from .machinery import Log, create_run, recorded, start, stderr_log
+
+# Fewer labeled training images than this cannot teach a detector anything useful.
+MIN_TRAIN_IMAGES = 5
+SCORES = ("map", "map_50", "map_75")
+
+
+def job_spec(ref: ModelRef) -> str:
+    """The spec a job stores: 'pretrained' is pinned to the architecture it meant when the job
+    was asked for, so the run opens the model its label names even if the machine changes."""
+    return f"coco:{ref.architecture}" if ref.kind == "pretrained" else ref.spec
+
+
+def training_settings(store: Store, base: str = "pretrained", iterations: int | None = None,
+                      batch_size: int | None = None, learning_rate: float | None = None,
+                      checkpoint_every: int | None = None, eval_every: int | None = None,
+                      patience: int | None = None, horizontal_flip: bool | None = None,
+                      color_jitter: bool | None = None, scale_jitter: bool | None = None,
+                      freeze_backbone: bool = False, train_split: str = "train", val_split: str = "val",
+                      test_split: str = "test", device: str = "auto", name: str | None = None,
+                      seed: int = 0) -> dict[str, Any]:
+    """Check and complete the settings of a training run. None takes the default of the base's
+    architecture (:data:`cowdetect.config.TRAIN_DEFAULTS`, :data:`~cowdetect.config.RUN_DEFAULTS`).
+
+    ``base``: the model to start from, a model spec (:data:`cowdetect.models.MODEL_SPEC_HELP`).
+
+    Raises:
+        ValueError: an unknown base or split, a bad setting or name, or too few labeled
+            training images (the message says how many more are needed).
+    """
+    dev = resolve_device(device)
+    ref = resolve(store, base, dev)
+    if name is not None:
+        check_model_name(name)
+    runs = {k: RUN_DEFAULTS[k] if v is None else v for k, v in
+            {"checkpoint_every": checkpoint_every, "eval_every": eval_every, "patience": patience}.items()}
+    if any(not isinstance(v, int) or v < 0 for v in runs.values()):
+        raise ValueError(f"checkpoint_every, eval_every and patience: expected 0 or more, got {runs}")
+    config = TrainConfig.for_architecture(
+        ref.architecture, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate,
+        horizontal_flip=horizontal_flip, color_jitter=color_jitter, scale_jitter=scale_jitter,
+        checkpoint_every=runs["checkpoint_every"], freeze_backbone=freeze_backbone, seed=seed)
+    dataset = store.dataset(train_split)
+    if len(dataset) < MIN_TRAIN_IMAGES:
+        raise ValueError(f"split {train_split!r} has {len(dataset)} labeled images; label at least "
+                         f"{MIN_TRAIN_IMAGES - len(dataset)} more (the minimum is {MIN_TRAIN_IMAGES})")
+    dataset.require_nonempty("train")
+    return {"base": job_spec(ref), "base_label": ref.label, "parent_id": ref.model_id,
+            "architecture": ref.architecture, "device": str(dev), "train_split": train_split,
+            "val_split": val_split, "test_split": test_split, "eval_every": runs["eval_every"],
+            "patience": runs["patience"], "name": name, "config": to_dict(config)}
+
+
+def create_training_run(store: Store, settings: dict[str, Any]) -> int:
+    """Queue a training run with checked ``settings`` (see :func:`training_settings`); returns its id."""
+    return create_run(store, "train", settings, settings["config"]["iterations"])
+
+
+def seconds_per_iteration(store: Store, architecture: str, batch_size: int, device: str) -> float | None:
+    """Measured seconds per iteration of earlier runs with this architecture, batch size and device
+    (the median over their progress points), or None when there is none. The Train page's
+    estimate: it measures nothing new, so it costs the page no work."""
+    rates = []
+    for run in store.runs("train"):
+        params = run.params
+        if (params.get("architecture"), params.get("config", {}).get("batch_size"), params.get("device")) != \
+                (architecture, batch_size, device):
+            continue
+        points = store.points(run.id)
+        if len(points) >= 2 and points[-1]["seconds"] > points[0]["seconds"]:
+            rates.append((points[-1]["seconds"] - points[0]["seconds"]) /
+                         max(1, points[-1]["iteration"] - points[0]["iteration"]))
+    return sorted(rates)[len(rates) // 2] if rates else None
+
+
+def progress(store: Store, run_id: int) -> dict[str, Any]:
+    """What a progress display needs: the run, iterations/s, seconds left, train and val points."""
+    run = store.run(run_id)
+    points = store.points(run_id)
+    recent = [p for p in points if p["iteration"] > run.checkpoint_iteration or not run.checkpoint_iteration]
+    rate = 0.0
+    if len(recent) >= 2 and recent[-1]["seconds"] > recent[0]["seconds"]:
+        rate = (recent[-1]["iteration"] - recent[0]["iteration"]) / (recent[-1]["seconds"] - recent[0]["seconds"])
+    left = (run.total - run.iteration) / rate if rate > 0 else None
+    return {"run": run, "points": points, "val_points": store.points(run_id, "val"), "rate": rate,
+            "seconds_left": left}
+
+
+def run_training(store: Store, run_id: int, log: Log | None = None, log_every: float = 5.0) -> RunRecord:
+    """Run (or resume) training run ``run_id`` to its end; the job function of workers and the CLI.
+
+    Writes progress points every ~second, a checkpoint every ``checkpoint_every`` iterations
+    and on stop, validation loss and mAP every ``eval_every`` iterations (keeping the best
+    checkpoint), and at the end a model version with the before → after test mAP.
+    Returns the run's final row. Errors end the run as ``failed`` with the reason, and are raised.
+    """
+    log = log or stderr_log
+    run = start(store, run_id, "train", log)
+    if run.status == "stopped":
+        return run
+    with recorded(store, run_id):
+        try:
+            return TrainingJob(store, run, log, log_every).run()
+        except torch.cuda.OutOfMemoryError as exc:
+            raise RuntimeError(f"the GPU ran out of memory ({str(exc).splitlines()[0]}); try a smaller batch size "
+                               f"or image size. Checkpoints so far are kept.") from exc
+
+
+def _scores(result: Any) -> dict[str, float]:
+    return {k: getattr(result, k) for k in SCORES}
+
+
+class TrainingJob:
+    """One training run: its state as attributes, its work as named steps (:meth:`run`)."""
+
+    def __init__(self, store: Store, run: RunRecord, log: Log, log_every: float) -> None:
+        self.store, self.run_id, self.log, self.log_every = store, run.id, log, log_every
+        self.settings = run.params
+        self.config = from_dict(TrainConfig, self.settings["config"])
+        self.folder = store.inside(Path("runs") / f"run-{run.id}")
+        self.metrics = dict(run.metrics)
+        self.best = dict(self.metrics.get("best", {"map_50": -1.0, "iteration": 0}))
+        self.train_set = store.dataset(self.settings["train_split"])
+        self.val_set = self._scored_split("val_split")
+        self.test_set = self._scored_split("test_split")
+        self.pending: list[dict[str, float]] = []
+        self.last_flush, self.last_log, self.started = time.monotonic(), 0.0, time.monotonic()
+        self.stop, self.bad_evals, self.start_iteration = False, 0, 0
+        self.box, self.optimizer_state = self.open_model(run)
+
+    def _scored_split(self, key: str) -> LabeledDataset | None:
+        """A split with ground-truth boxes to score on, else None (mAP is undefined without cows)."""
+        split = self.settings[key]
+        dataset = self.store.dataset(split) if split else None
+        return dataset if dataset is not None and dataset.num_boxes else None
+
+    def open_model(self, run: RunRecord) -> tuple[DetectorBox, dict | None]:
+        """The checkpoint to resume from, else the base model (with its test mAP before training)."""
+        if run.checkpoint and run.checkpoint_iteration:
+            checkpoint = self.store.inside(run.checkpoint)
+            self.start_iteration = run.checkpoint_iteration
+            self.store.drop_points_after(self.run_id, self.start_iteration)
+            self.log(f"run {self.run_id}: resuming from iteration {self.start_iteration}")
+            return (DetectorBox.load(checkpoint, device=self.settings["device"]),
+                    read_checkpoint_meta(checkpoint)["optimizer"])
+        ref = resolve(self.store, self.settings["base"], self.settings["device"])
+        box = DetectorBox.open(ref, self.settings["device"], classes=self.store.classes(),
+                               weights_dir=self.store.weights_dir, seed=self.config.seed)
+        self.store.drop_points_after(self.run_id, 0)
+        if self.test_set is not None and "before" not in self.metrics:
+            self.log(f"run {self.run_id}: measuring mAP on {self.settings['test_split']} before training")
+            self.metrics["before"] = _scores(box.evaluate(self.test_set))
+            self.store.update_run(self.run_id, metrics=self.metrics)
+        self.log(f"run {self.run_id}: starting from {self.settings['base_label']}")
+        return box, None
+
+    def run(self) -> RunRecord:
+        """train → (stopped: keep the checkpoint) or (validate the final weights → save the version)."""
+        self.log(f"run {self.run_id}: training {self.box.architecture} on {len(self.train_set)} images, iterations "
+                 f"{self.start_iteration}→{self.config.iterations}, batch {self.config.batch_size}, "
+                 f"lr {self.config.learning_rate}, device {self.box.device}")
+        reached = self.train()
+        if self.stop and reached < self.config.iterations and "early_stopped_at" not in self.metrics:
+            self.store.update_run(self.run_id, status="stopped", iteration=reached, metrics=self.metrics,
+                                  finished_at=now())
+            self.log(f"run {self.run_id}: stopped at iteration {reached}; checkpoint at "
+                     f"{self.store.run(self.run_id).checkpoint_iteration}")
+            return self.store.run(self.run_id)
+        every = self.settings["eval_every"]
+        if self.val_set is not None and every and reached % every and not self.stop:
+            self.validate(reached)  # the final weights compete for "best" too
+        return self.save_version(reached)
+
+    def train(self) -> int:
+        """The training loop with this job's callbacks; returns the iteration reached."""
+        history = self.box.train(self.train_set, config=self.config, callback=self.on_iteration,
+                                 checkpoint_dir=self.folder, start_iteration=self.start_iteration,
+                                 optimizer_state=self.optimizer_state, on_checkpoint=self.on_checkpoint)
+        reached = int(history[-1]["iteration"]) if history else self.start_iteration
+        if self.pending:
+            self.flush(reached)
+        self.metrics["seconds"] = round(time.monotonic() - self.started + float(self.metrics.get("seconds", 0.0)), 1)
+        return reached
+
+    def on_iteration(self, record: dict[str, float]) -> bool:
+        """After each iteration: buffer the point, flush about once a second, validate when due."""
+        iteration = int(record["iteration"])
+        self.pending.append({k: round(v, 6) for k, v in record.items()})
+        if time.monotonic() - self.last_flush >= 1.0 or iteration == self.config.iterations:
+            self.flush(iteration)
+        every = self.settings["eval_every"]
+        if self.val_set is not None and every and iteration % every == 0:
+            self.validate(iteration)
+        return not self.stop
+
+    def flush(self, iteration: int) -> None:
+        """Write the buffered points and the iteration; log now and then; read the stop request."""
+        clock = time.monotonic()
+        if self.pending and (clock - self.last_log >= self.log_every or iteration == self.config.iterations):
+            rate = (iteration - self.start_iteration) / max(1e-9, clock - self.started)
+            self.log(f"iter {iteration}/{self.config.iterations}  loss {self.pending[-1]['loss']:.4f}  "
+                     f"lr {self.pending[-1]['lr']:.5f}  {rate:.2f} it/s  "
+                     f"eta {(self.config.iterations - iteration) / max(rate, 1e-9):.0f}s")
+            self.last_log = clock
+        self.store.add_points(self.run_id, self.pending)
+        self.pending.clear()
+        self.store.update_run(self.run_id, iteration=iteration)
+        self.last_flush = time.monotonic()
+        if self.store.run(self.run_id).stop_requested:
+            self.stop = True
+
+    def validate(self, iteration: int) -> None:
+        """Validation loss and mAP; keep the best weights; stop early after ``patience`` misses."""
+        assert self.val_set is not None
+        loss = validation_loss(self.box.model, self.val_set, self.box.device)["loss"]
+        result = self.box.evaluate(self.val_set)
+        self.store.add_points(self.run_id, [{"iteration": iteration, "val_loss": loss, "val_map": result.map,
+                                             "val_map_50": result.map_50}], kind="val")
+        self.log(f"run {self.run_id}: iteration {iteration} val loss {loss:.4f} val mAP50 {result.map_50:.4f}")
+        if result.map_50 > self.best["map_50"]:
+            self.best.update(map_50=result.map_50, map=result.map, iteration=iteration)
+            self.box.save(self.folder / "best.pt", meta={"iteration": iteration, "val_map_50": result.map_50})
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+        self.metrics["best"] = self.best
+        patience = self.settings["patience"]
+        if patience and self.bad_evals >= patience:
+            self.log(f"run {self.run_id}: early stop, no better val mAP in {patience} evaluations")
+            self.metrics["early_stopped_at"] = iteration
+            self.stop = True
+        self.store.update_run(self.run_id, metrics=self.metrics)
+
+    def on_checkpoint(self, iteration: int, path: Path) -> None:
+        self.store.update_run(self.run_id, checkpoint=path.relative_to(self.store.data_dir).as_posix(),
+                              checkpoint_iteration=iteration)
+
+    def save_version(self, reached: int) -> RunRecord:
+        """The best (else final) weights become a model version; then its test mAP, filed under it."""
+        best_path = self.folder / "best.pt"
+        box = DetectorBox.load(best_path, device=self.settings["device"]) \
+            if best_path.is_file() and self.best["map_50"] >= 0 else self.box
+        if self.test_set is not None:
+            after = box.evaluate(self.test_set)
+            self.metrics["after"] = _scores(after)
+        name = self.store.unique_model_name(self.settings.get("name") or
+                                            f"{box.architecture.split('_')[0]}-run{self.run_id}")
+        final = box.save(self.folder / "final.pt", meta={"run_id": self.run_id, "iterations": reached})
+        record = self.store.add_model(name, box.architecture, box.classes, final, self.settings["parent_id"],
+                                      self._version_params(reached, box))
+        final.unlink(missing_ok=True)
+        if self.test_set is not None:  # filed under the version's id: it exists now
+            self.store.add_result(record.label, self.settings["test_split"],
+                                  self.store.dataset_hash(self.settings["test_split"]), after.as_dict(), record.id)
+        self.store.update_run(self.run_id, status="done", iteration=reached, model_id=record.id,
+                              metrics=self.metrics, finished_at=now())
+        self.log(f"run {self.run_id}: saved model version {record.label}; {moo(self.metrics)}")
+        return self.store.run(self.run_id)
+
+    def _version_params(self, reached: int, box: DetectorBox) -> dict[str, Any]:
+        best = self.best
+        return {"run_id": self.run_id, "base": self.settings["base"], "base_label": self.settings["base_label"],
+                "iterations": reached, **self.settings["config"],
+                "dataset": {"split": self.settings["train_split"], "image_ids": [s.image_id for s in self.train_set],
+                            "boxes_hash": self.store.dataset_hash(self.settings["train_split"])},
+                "best_val_map_50": best["map_50"] if best["map_50"] >= 0 else None,
+                "best_iteration": best["iteration"] or None, "seconds": self.metrics["seconds"],
+                "device": str(box.device), "before": self.metrics.get("before"), "after": self.metrics.get("after")}
+
+
+def moo(metrics: dict[str, Any]) -> str:
+    """The seed's one-line verdict: "Moo! mAP50 0.52 → 0.95" (or what is known)."""
+    before, after = metrics.get("before"), metrics.get("after")
+    if before and after:
+        return f"Moo! mAP50 {before['map_50']:.2f} → {after['map_50']:.2f}"
+    return "Moo! Training finished."
+
+
+def cowsay_text(metrics: dict[str, Any]) -> str:
+    """:func:`moo` said by a cow (the seed notebook's cowsay)."""
+    import cowsay
+
+    return cowsay.get_output_string("cow", moo(metrics))

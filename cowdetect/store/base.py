@@ -1,0 +1,63 @@
+"""The data folder and its database connections (one short connection per call)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+from .schema import migrate
+
+DB_NAME = "cowdetect.sqlite"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class StoreBase:
+    """A data folder: where the database lies, how to connect, and the rule that files stay inside."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.data_dir / DB_NAME
+        migrate(self.db_path)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in a transaction: committed on success, rolled back on error."""
+        conn = sqlite3.connect(self.db_path, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[sqlite3.Connection]:
+        """A connection holding SQLite's write lock from the first statement (BEGIN IMMEDIATE).
+
+        A read followed by a write inside it is atomic across processes: two processes cannot
+        both see "free" and both take it (a job claiming its device, two imports of the same
+        image). Keep it short: other writers wait for it.
+        """
+        with self.connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+
+    def inside(self, relative: str | Path) -> Path:
+        """Absolute path of a file stored under the data folder; refuses to leave it."""
+        path = (self.data_dir / relative).resolve()
+        if self.data_dir not in path.parents:
+            raise ValueError(f"path {relative!r} leaves the data folder {self.data_dir}")
+        return path
+
+    @property
+    def weights_dir(self) -> Path:
+        """Where converted pretrained weights are kept (see cowdetect.ssd_weights)."""
+        return self.data_dir / "weights"

@@ -1,0 +1,138 @@
+"""Typed rows: what the store hands out. Paths are absolute and inside the data folder."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+RUN_STATUSES = ("queued", "running", "done", "stopped", "failed", "interrupted")
+# A run in one of these states holds (or waits for) a worker process.
+ACTIVE = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One stored image; ``path`` is absolute, inside the data folder."""
+
+    id: int
+    sha256: str
+    path: Path
+    original_name: str | None
+    width: int
+    height: int
+    split: str
+    labeled: bool
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One stored model version; ``checkpoint`` is absolute, inside the data folder."""
+
+    id: int
+    name: str
+    architecture: str
+    classes: tuple[str, ...]
+    checkpoint: Path
+    parent_id: int | None
+    params: dict[str, Any]
+    created_at: str
+    active: bool = False
+
+    @property
+    def label(self) -> str:
+        """How the pages, the CLI and stored results name this version: 'NAME (#ID)'."""
+        return f"{self.name} (#{self.id})"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One job (train, track, evaluate): its settings, state, progress and results."""
+
+    id: int
+    kind: str
+    params: dict[str, Any]
+    status: str
+    iteration: int
+    total: int
+    error: str | None
+    pid: int | None
+    model_id: int | None
+    created_at: str
+    finished_at: str | None
+    checkpoint: str | None  # relative to the data folder
+    checkpoint_iteration: int
+    stop_requested: bool
+    started_at: str | None
+    device: str | None
+    metrics: dict[str, Any]
+
+    @property
+    def active(self) -> bool:
+        """Queued or running (a worker holds it or will)."""
+        return self.status in ACTIVE
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One stored video; ``gt_path`` is its MOTChallenge ground truth, or None."""
+
+    id: int
+    sha256: str
+    path: Path
+    original_name: str | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    frames: int | None
+    gt_path: Path | None
+    added_at: str
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """One stored evaluation: ``metrics`` as :meth:`cowdetect.metrics.EvalResult.as_dict` gives them."""
+
+    id: int
+    model_id: int | None
+    model_label: str
+    split: str
+    dataset_hash: str
+    metrics: dict[str, Any]
+    created_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (for JSON downloads)."""
+        return {"id": self.id, "model_id": self.model_id, "model_label": self.model_label, "split": self.split,
+                "dataset_hash": self.dataset_hash, "metrics": self.metrics, "created_at": self.created_at}
+
+
+def run_row(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(row["id"], row["kind"], json.loads(row["params"]), row["status"], row["iteration"],
+                     row["total"], row["error"], row["pid"], row["model_id"], row["created_at"], row["finished_at"],
+                     row["checkpoint"], row["checkpoint_iteration"], bool(row["stop_requested"]), row["started_at"],
+                     row["device"], json.loads(row["metrics"]))
+
+
+def result_row(row: sqlite3.Row) -> ResultRecord:
+    return ResultRecord(row["id"], row["model_id"], row["model_label"], row["split"], row["dataset_hash"],
+                        json.loads(row["metrics"]), row["created_at"])
+
+
+def model_row(row: sqlite3.Row, inside: Callable[[str], Path]) -> ModelRecord:
+    return ModelRecord(row["id"], row["name"], row["architecture"], tuple(json.loads(row["classes"])),
+                       inside(row["checkpoint"]), row["parent_id"], json.loads(row["params"]), row["created_at"],
+                       bool(row["active"]))
+
+
+def image_row(row: sqlite3.Row, inside: Callable[[str], Path]) -> ImageRecord:
+    return ImageRecord(row["id"], row["sha256"], inside(row["file"]), row["original_name"], row["width"],
+                       row["height"], row["split"], bool(row["labeled"]))
+
+
+def video_row(row: sqlite3.Row, inside: Callable[[str], Path]) -> VideoRecord:
+    return VideoRecord(row["id"], row["sha256"], inside(row["file"]), row["original_name"], row["width"],
+                       row["height"], row["fps"], row["frames"], inside(row["gt_file"]) if row["gt_file"] else None,
+                       row["added_at"])

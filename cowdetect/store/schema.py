@@ -1,0 +1,150 @@
+"""The database schema: migrations applied in order, the version kept in PRAGMA user_version."""
+
+from __future__ import annotations
+
+import fcntl
+import sqlite3
+from pathlib import Path
+
+# Each entry upgrades the schema by one version; never edit a released entry, append one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE classes (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        file TEXT NOT NULL,
+        original_name TEXT,
+        width INTEGER NOT NULL CHECK (width > 0),
+        height INTEGER NOT NULL CHECK (height > 0),
+        split TEXT NOT NULL DEFAULT 'unassigned' CHECK (split IN ('train', 'val', 'test', 'unassigned')),
+        labeled INTEGER NOT NULL DEFAULT 0,
+        added_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        architecture TEXT NOT NULL,
+        classes TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        parent_id INTEGER REFERENCES models(id) ON DELETE SET NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE boxes (
+        id INTEGER PRIMARY KEY,
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        class_name TEXT NOT NULL,
+        x_min REAL NOT NULL, y_min REAL NOT NULL, x_max REAL NOT NULL, y_max REAL NOT NULL,
+        score REAL,
+        source TEXT NOT NULL DEFAULT 'ground_truth' CHECK (source IN ('ground_truth', 'model')),
+        model_id INTEGER REFERENCES models(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL DEFAULT (datetime('now')),
+        CHECK (x_max >= x_min AND y_max >= y_min)
+    );
+    CREATE INDEX boxes_image ON boxes(image_id, source);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'queued'
+            CHECK (status IN ('queued', 'running', 'done', 'stopped', 'failed', 'interrupted')),
+        iteration INTEGER NOT NULL DEFAULT 0,
+        total INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        pid INTEGER,
+        model_id INTEGER REFERENCES models(id) ON DELETE SET NULL,
+        history TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL DEFAULT (datetime('now')),
+        finished_at TEXT
+    );
+    CREATE TABLE results (
+        id INTEGER PRIMARY KEY,
+        model_id INTEGER REFERENCES models(id) ON DELETE CASCADE,
+        model_label TEXT NOT NULL,
+        split TEXT NOT NULL,
+        dataset_hash TEXT NOT NULL,
+        metrics TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE videos (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        file TEXT NOT NULL,
+        original_name TEXT,
+        width INTEGER, height INTEGER, fps REAL, frames INTEGER,
+        gt_file TEXT,
+        added_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    INSERT INTO classes(name) VALUES ('cow');
+    """,
+    # 2: background jobs (checkpoints, stop requests, progress points) and the active model.
+    """
+    ALTER TABLE runs ADD COLUMN checkpoint TEXT;
+    ALTER TABLE runs ADD COLUMN checkpoint_iteration INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN started_at TEXT;
+    ALTER TABLE runs ADD COLUMN device TEXT;
+    ALTER TABLE runs ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE run_points (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('train', 'val')),
+        iteration INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX run_points_run ON run_points(run_id, kind, iteration);
+    ALTER TABLE models ADD COLUMN active INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 3: labeling — a per-image version for concurrent editors, indexes for paging 10,000s of images.
+    """
+    ALTER TABLE images ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX images_split ON images(split, id);
+    CREATE INDEX images_labeled ON images(labeled, id);
+    """,
+    # 4: typed rows — the unused per-run history column goes; model names start with a letter
+    # (so a name can never be read as an id: see cowdetect.models.resolve) and never end in
+    # '.pt' (so it can never be read as a file);
+    # runs are looked up by status when a job claims its device.
+    """
+    ALTER TABLE runs DROP COLUMN history;
+    UPDATE models SET name = 'v' || id || '-' || name
+        WHERE name NOT GLOB '[A-Za-z]*' OR lower(name) LIKE '%.pt' OR lower(name) IN ('active', 'pretrained',
+                                                                                     'untrained', 'coco');
+    CREATE INDEX runs_status ON runs(status, device);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _version(conn: sqlite3.Connection, db_path: Path) -> int:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{db_path}: schema version {version} is newer than this cowdetect understands "
+                         f"({SCHEMA_VERSION}); upgrade cowdetect")
+    return version
+
+
+def migrate(db_path: Path) -> None:
+    """Bring the database up to :data:`SCHEMA_VERSION`, one migration per transaction.
+
+    Two processes opening a new data folder at once would both apply the same migration
+    (the second fails on a duplicate column), so migrating holds a lock file beside the
+    database and reads the version again once it holds it. An up-to-date database is only read.
+    """
+    existed = db_path.is_file() and db_path.stat().st_size > 0
+    conn = sqlite3.connect(db_path, timeout=30)
+    try:
+        if existed and _version(conn, db_path) == SCHEMA_VERSION:
+            return
+        with open(db_path.with_name(db_path.name + ".migrate-lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            # WAL lets the app read while a CLI or job process writes.
+            conn.execute("PRAGMA journal_mode = WAL")
+            for number in range(_version(conn, db_path), SCHEMA_VERSION):
+                conn.executescript("BEGIN;" + MIGRATIONS[number] + f"; PRAGMA user_version = {number + 1}; COMMIT;")
+    finally:
+        conn.close()
