@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 from cowdetect import DetectorBox, Store, TrainConfig, make_demo  # noqa: E402
 from cowdetect.demo import demo_image  # noqa: E402
 from cowdetect.images import load_image  # noqa: E402
-from cowdetect.models import train_defaults  # noqa: E402
 from cowdetect.ssd_weights import graph_files, opencv_net  # noqa: E402
 
 
@@ -75,9 +74,8 @@ def main() -> None:
 
         store = Store(Path(tmp) / "data")
         make_demo(store, n_train=16, n_val=0, n_test=0, video=False)
-        cfg = TrainConfig(**{**train_defaults("ssd_mobilenet_v2_coco"), "iterations": args.train_steps})
-        box.train(store.dataset("train"), config=TrainConfig(**{**train_defaults("ssd_mobilenet_v2_coco"),
-                                                                "iterations": 2}))
+        cfg = TrainConfig.for_architecture("ssd_mobilenet_v2_coco", iterations=args.train_steps)
+        box.train(store.dataset("train"), config=TrainConfig.for_architecture("ssd_mobilenet_v2_coco", iterations=2))
         start = time.perf_counter()
         box.train(store.dataset("train"), config=cfg)
         steps = args.train_steps / (time.perf_counter() - start)

@@ -17,7 +17,7 @@
 Boxes are always xyxy in image pixels; images are RGB.
 """
 
-import importlib
+from .lazy import lazy_getattr
 
 # Where each public name lives. They load on first use, so `python -m cowdetect import-images`
 # and the other commands that need no model start without importing torch (~5 s on 2 cores).
@@ -31,9 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> object:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cowdetect' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

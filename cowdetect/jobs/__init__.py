@@ -6,8 +6,7 @@ stop / resume, dispatch); each kind is a module of named steps: :mod:`.train`, :
 :mod:`.evaluate`. The CLI runs the very same job functions in the foreground.
 """
 
-import importlib
-
+from ..lazy import lazy_getattr
 from .machinery import (ACTIVE, create_run, install_sigterm_handler, mark_interrupted, pid_alive, prepare_resume,
                         request_stop, run_job, runs_table, start_worker)
 
@@ -24,9 +23,4 @@ __all__ = sorted(["ACTIVE", "create_run", "install_sigterm_handler", "mark_inter
                   "prepare_resume", "request_stop", "run_job", "runs_table", "start_worker", *_WHERE])
 
 
-def __getattr__(name: str) -> object:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'cowdetect.jobs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE, globals())
