@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 DEFAULT_DATA_DIR = "data"
 
@@ -36,6 +36,30 @@ def _progress_printer(every: float = 1.0) -> Any:
             last[0] = now
             print(f"{stage}: {done}/{total}", file=sys.stderr, flush=True)
     return report
+
+
+SPLITS = ["train", "val", "test", "unassigned"]
+
+
+def _model_args(p: argparse.ArgumentParser, default: str = "active", what: str = "the model") -> None:
+    """``--model``, ``--device`` and ``--seed``: which detector a subcommand opens."""
+    from .config import MODEL_SPEC_HELP
+
+    p.add_argument("--model", default=default, metavar="SPEC", help=f"{what}, {MODEL_SPEC_HELP} "
+                                                                   f"(default: {default})")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="seed for an untrained model's weights")
+
+
+def add_demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train", type=int, default=200)
+    p.add_argument("--val", type=int, default=50)
+    p.add_argument("--test", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", default="640x480", help="image size WIDTHxHEIGHT")
+    p.add_argument("--no-video", action="store_true")
+    p.add_argument("--video-seconds", type=float, default=12.0)
+    p.add_argument("--if-empty", action="store_true", help="do nothing when the data folder already has images")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -74,6 +98,13 @@ def _open_detector(args: argparse.Namespace, store: Any) -> tuple[Any, Any]:
     return box, ref
 
 
+def add_predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image")
+    _model_args(p)
+    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--out", help="also write the image with boxes drawn (PNG/JPEG)")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .images import load_image
     from .store import Store
@@ -96,6 +127,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for cls, name, b, s in zip(view["pred_classes"], view["class_names"], view["pred_boxes"], view["scores"]):
             print(f"  {name:>12} (id {cls:2d})  score {s:.3f}  box {b}")
     return 0
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    from .config import RUN_DEFAULTS
+
+    _model_args(p, "pretrained", "the model to start from")
+    p.add_argument("--iterations", type=int, default=None, help=f"default {RUN_DEFAULTS['iterations']}")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the architecture's (SSD 8, Faster R-CNN 2)")
+    p.add_argument("--lr", type=float, default=None, help="default: the architecture's (SSD 0.004, Faster R-CNN 0.01)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help=f"iterations between checkpoints (0: none; default {RUN_DEFAULTS['checkpoint_every']})")
+    p.add_argument("--eval-every", type=int, default=None, help="iterations between validation loss / mAP on the "
+                   f"val split (0: none; default {RUN_DEFAULTS['eval_every']})")
+    p.add_argument("--patience", type=int, default=None, help="early stop after this many evaluations without a "
+                                                              "better val mAP (0: never, the default)")
+    p.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a stopped, failed or interrupted run")
+    p.add_argument("--freeze-backbone", action="store_true")
+    p.add_argument("--name", help="model version name (default: architecture + run id)")
+    p.add_argument("--log-every", type=float, default=5.0, help="seconds between progress lines")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -149,6 +200,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_worker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_id", type=int)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from . import jobs
     from .store import Store
@@ -156,6 +211,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     jobs.install_sigterm_handler()
     jobs.run_job(Store(args.data_dir), args.run_id)
     return 0
+
+
+def add_evaluate_args(p: argparse.ArgumentParser) -> None:
+    _model_args(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--predictions", metavar="OUT.json",
+                   help="also write the detections in COCO results format (ids as in export-coco --split S)")
+    p.add_argument("--backend", choices=["faster_coco_eval", "pycocotools"], default=None,
+                   help="COCO evaluation code (default: faster_coco_eval when installed; same numbers)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -185,6 +249,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{label} on {args.split} ({result.num_images} images, {result.num_ground_truth} boxes): "
               f"mAP {result.map:.4f}  mAP50 {result.map_50:.4f}  mAP75 {result.map_75:.4f}")
     return 0
+
+
+def add_track_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("video", help="a video file, or 'demo' for the demo video (it has ground truth)")
+    p.add_argument("--out", required=True, help="annotated H.264 MP4 to write")
+    _model_args(p)
+    p.add_argument("--gt", help="MOTChallenge ground truth for VIDEO: prints MOTA and IDF1")
+    p.add_argument("--mot", help="also write the tracks as MOTChallenge text")
+    p.add_argument("--csv", help="also write the tracks as CSV (frame, time_s, id, x1, y1, x2, y2, score)")
+    p.add_argument("--score-threshold", type=float, default=None, help="default 0.4")
+    p.add_argument("--distance", choices=["iou", "centroid"], default=None, help="default iou")
+    p.add_argument("--distance-threshold", type=float, default=None, help="default: iou 0.8, centroid 0.5")
+    p.add_argument("--hit-counter-max", type=int, default=None, help="frames a lost track survives (default 30)")
+    p.add_argument("--initialization-delay", type=int, default=None, help="frames before a new id (default 3)")
+    p.add_argument("--detect-every", type=int, default=None, help="detect every k-th frame (default 3)")
+    p.add_argument("--batch-size", type=int, default=None, help="frames per detector batch (default 4)")
 
 
 def cmd_track(args: argparse.Namespace) -> int:
@@ -258,6 +338,11 @@ def _report(args: argparse.Namespace, report: Any) -> int:
     return 0
 
 
+def add_import_images_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+")
+    p.add_argument("--split", default="unassigned", choices=SPLITS)
+
+
 def cmd_import_images(args: argparse.Namespace) -> int:
     from .formats import import_images
     from .store import Store
@@ -269,6 +354,14 @@ def cmd_import_images(args: argparse.Namespace) -> int:
             raise ValueError(f"{name}: no such file")
         files.append((path.name, path.read_bytes()))
     return _report(args, import_images(Store(args.data_dir), files, split=args.split))
+
+
+def add_import_coco_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("json_file", metavar="JSON")
+    p.add_argument("images_dir", metavar="IMAGES_DIR")
+    p.add_argument("--category", default="cow", help="category name to import, or 'all' (default cow)")
+    p.add_argument("--split", default="unassigned", choices=SPLITS)
+    p.add_argument("--include-negatives", action="store_true", help="also import images without the category")
 
 
 def cmd_import_coco(args: argparse.Namespace) -> int:
@@ -283,6 +376,13 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
     return _report(args, report)
 
 
+def add_import_deeplake_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?", default="hub://activeloop/coco-train")
+    p.add_argument("--category", default="cow")
+    p.add_argument("--limit", type=int, default=100, help="at most this many images (0: all)")
+    p.add_argument("--split", default="unassigned", choices=SPLITS)
+
+
 def cmd_import_deeplake(args: argparse.Namespace) -> int:
     from .formats import import_deeplake
     from .store import Store
@@ -290,6 +390,12 @@ def cmd_import_deeplake(args: argparse.Namespace) -> int:
     report = import_deeplake(Store(args.data_dir), args.source, category=None if args.category == "all"
                              else args.category, limit=args.limit or None, split=args.split)
     return _report(args, report)
+
+
+def add_export_coco_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", metavar="OUT.json")
+    p.add_argument("--split", default=None, choices=SPLITS, help="default: all splits")
+    p.add_argument("--images-dir", default=None, help="also copy the images there, named as in the JSON")
 
 
 def cmd_export_coco(args: argparse.Namespace) -> int:
@@ -302,6 +408,10 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {args.out}: {counts['images']} images, {counts['annotations']} boxes")
     return 0
+
+
+def add_export_yolo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out_dir", metavar="DIR")
 
 
 def cmd_export_yolo(args: argparse.Namespace) -> int:
@@ -331,128 +441,50 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .config import MODEL_SPEC_HELP, RUN_DEFAULTS
+ArgAdder = Callable[[argparse.ArgumentParser], None]
+Handler = Callable[[argparse.Namespace], int]
 
+# (name, help, arguments, handler), in the order ``--help`` lists them
+COMMANDS: list[tuple[str, str, ArgAdder | None, Handler]] = [
+    ("demo", "generate the embedded demo images, boxes, splits and video", add_demo_args, cmd_demo),
+    ("predict", "detect cows in an image", add_predict_args, cmd_predict),
+    ("train", "fine-tune a detector on the store's labeled images", add_train_args, cmd_train),
+    ("evaluate", "mAP of a model on a split", add_evaluate_args, cmd_evaluate),
+    ("track", "follow each cow through a video (Norfair); write the annotated video and tracks",
+     add_track_args, cmd_track),
+    ("import-images", "add image files (jpg, png, webp, bmp) and zips of them, unlabeled",
+     add_import_images_args, cmd_import_images),
+    ("import-coco", "import a COCO instances JSON and its images folder, filtered to a category",
+     add_import_coco_args, cmd_import_coco),
+    ("import-deeplake", "import images of a category from a Deep Lake dataset with COCO's columns",
+     add_import_deeplake_args, cmd_import_deeplake),
+    ("export-coco", "write the labeled images as a COCO instances JSON", add_export_coco_args, cmd_export_coco),
+    ("export-yolo", "write the labeled images as an Ultralytics YOLO dataset (data.yaml, images/, labels/)",
+     add_export_yolo_args, cmd_export_yolo),
+    ("models", "list stored model versions", None, cmd_models),
+    ("runs", "list training and tracking runs: id, kind, status, progress, checkpoint_iteration", None, cmd_runs),
+    ("worker", "run one queued job (the app starts these in the background)", add_worker_args, cmd_worker),
+]
+
+
+def _common_args(p: argparse.ArgumentParser) -> None:
+    """``--data-dir``, ``--json`` and ``--threads``: every subcommand takes them."""
+    p.add_argument("--data-dir", default=data_dir_default(),
+                   help="data folder (default $COWDETECT_DATA_DIR or ./data)")
+    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default $COWDETECT_THREADS or all cores)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cowdetect", description="Find, fine-tune on and track cows.")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+    for name, help_text, add_args, handler in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--data-dir", default=data_dir_default(),
-                       help="data folder (default $COWDETECT_DATA_DIR or ./data)")
-        p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-        p.add_argument("--threads", type=int, default=None,
-                       help="CPU threads for torch (default $COWDETECT_THREADS or all cores)")
-        return p
-
-    def model_args(p: argparse.ArgumentParser, default: str = "active", what: str = "the model") -> None:
-        p.add_argument("--model", default=default, metavar="SPEC", help=f"{what}, {MODEL_SPEC_HELP} "
-                                                                       f"(default: {default})")
-        p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-        p.add_argument("--seed", type=int, default=0, help="seed for an untrained model's weights")
-
-    p = add("demo", "generate the embedded demo images, boxes, splits and video")
-    p.add_argument("--train", type=int, default=200)
-    p.add_argument("--val", type=int, default=50)
-    p.add_argument("--test", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", default="640x480", help="image size WIDTHxHEIGHT")
-    p.add_argument("--no-video", action="store_true")
-    p.add_argument("--video-seconds", type=float, default=12.0)
-    p.add_argument("--if-empty", action="store_true", help="do nothing when the data folder already has images")
-    p.set_defaults(func=cmd_demo)
-
-    p = add("predict", "detect cows in an image")
-    p.add_argument("image")
-    model_args(p)
-    p.add_argument("--score-threshold", type=float, default=0.5)
-    p.add_argument("--out", help="also write the image with boxes drawn (PNG/JPEG)")
-    p.set_defaults(func=cmd_predict)
-
-    p = add("train", "fine-tune a detector on the store's labeled images")
-    model_args(p, "pretrained", "the model to start from")
-    p.add_argument("--iterations", type=int, default=None, help=f"default {RUN_DEFAULTS['iterations']}")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the architecture's (SSD 8, Faster R-CNN 2)")
-    p.add_argument("--lr", type=float, default=None, help="default: the architecture's (SSD 0.004, Faster R-CNN 0.01)")
-    p.add_argument("--split", default="train")
-    p.add_argument("--checkpoint-every", type=int, default=None,
-                   help=f"iterations between checkpoints (0: none; default {RUN_DEFAULTS['checkpoint_every']})")
-    p.add_argument("--eval-every", type=int, default=None, help="iterations between validation loss / mAP on the "
-                   f"val split (0: none; default {RUN_DEFAULTS['eval_every']})")
-    p.add_argument("--patience", type=int, default=None, help="early stop after this many evaluations without a "
-                                                              "better val mAP (0: never, the default)")
-    p.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a stopped, failed or interrupted run")
-    p.add_argument("--freeze-backbone", action="store_true")
-    p.add_argument("--name", help="model version name (default: architecture + run id)")
-    p.add_argument("--log-every", type=float, default=5.0, help="seconds between progress lines")
-    p.set_defaults(func=cmd_train)
-
-    p = add("evaluate", "mAP of a model on a split")
-    model_args(p)
-    p.add_argument("--split", default="test")
-    p.add_argument("--predictions", metavar="OUT.json",
-                   help="also write the detections in COCO results format (ids as in export-coco --split S)")
-    p.add_argument("--backend", choices=["faster_coco_eval", "pycocotools"], default=None,
-                   help="COCO evaluation code (default: faster_coco_eval when installed; same numbers)")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = add("track", "follow each cow through a video (Norfair); write the annotated video and tracks")
-    p.add_argument("video", help="a video file, or 'demo' for the demo video (it has ground truth)")
-    p.add_argument("--out", required=True, help="annotated H.264 MP4 to write")
-    model_args(p)
-    p.add_argument("--gt", help="MOTChallenge ground truth for VIDEO: prints MOTA and IDF1")
-    p.add_argument("--mot", help="also write the tracks as MOTChallenge text")
-    p.add_argument("--csv", help="also write the tracks as CSV (frame, time_s, id, x1, y1, x2, y2, score)")
-    p.add_argument("--score-threshold", type=float, default=None, help="default 0.4")
-    p.add_argument("--distance", choices=["iou", "centroid"], default=None, help="default iou")
-    p.add_argument("--distance-threshold", type=float, default=None, help="default: iou 0.8, centroid 0.5")
-    p.add_argument("--hit-counter-max", type=int, default=None, help="frames a lost track survives (default 30)")
-    p.add_argument("--initialization-delay", type=int, default=None, help="frames before a new id (default 3)")
-    p.add_argument("--detect-every", type=int, default=None, help="detect every k-th frame (default 3)")
-    p.add_argument("--batch-size", type=int, default=None, help="frames per detector batch (default 4)")
-    p.set_defaults(func=cmd_track)
-
-    splits = ["train", "val", "test", "unassigned"]
-    p = add("import-images", "add image files (jpg, png, webp, bmp) and zips of them, unlabeled")
-    p.add_argument("files", nargs="+")
-    p.add_argument("--split", default="unassigned", choices=splits)
-    p.set_defaults(func=cmd_import_images)
-
-    p = add("import-coco", "import a COCO instances JSON and its images folder, filtered to a category")
-    p.add_argument("json_file", metavar="JSON")
-    p.add_argument("images_dir", metavar="IMAGES_DIR")
-    p.add_argument("--category", default="cow", help="category name to import, or 'all' (default cow)")
-    p.add_argument("--split", default="unassigned", choices=splits)
-    p.add_argument("--include-negatives", action="store_true", help="also import images without the category")
-    p.set_defaults(func=cmd_import_coco)
-
-    p = add("import-deeplake", "import images of a category from a Deep Lake dataset with COCO's columns")
-    p.add_argument("source", nargs="?", default="hub://activeloop/coco-train")
-    p.add_argument("--category", default="cow")
-    p.add_argument("--limit", type=int, default=100, help="at most this many images (0: all)")
-    p.add_argument("--split", default="unassigned", choices=splits)
-    p.set_defaults(func=cmd_import_deeplake)
-
-    p = add("export-coco", "write the labeled images as a COCO instances JSON")
-    p.add_argument("out", metavar="OUT.json")
-    p.add_argument("--split", default=None, choices=splits, help="default: all splits")
-    p.add_argument("--images-dir", default=None, help="also copy the images there, named as in the JSON")
-    p.set_defaults(func=cmd_export_coco)
-
-    p = add("export-yolo", "write the labeled images as an Ultralytics YOLO dataset (data.yaml, images/, labels/)")
-    p.add_argument("out_dir", metavar="DIR")
-    p.set_defaults(func=cmd_export_yolo)
-
-    p = add("models", "list stored model versions")
-    p.set_defaults(func=cmd_models)
-
-    p = add("runs", "list training and tracking runs: id, kind, status, progress, checkpoint_iteration")
-    p.set_defaults(func=cmd_runs)
-
-    p = add("worker", "run one queued job (the app starts these in the background)")
-    p.add_argument("run_id", type=int)
-    p.set_defaults(func=cmd_worker)
+        _common_args(p)
+        if add_args is not None:
+            add_args(p)
+        p.set_defaults(func=handler)
     return parser
 
 

@@ -61,6 +61,26 @@ def _finish(img: Image.Image, outline: tuple[int, int, int]) -> Image.Image:
 
 # -- sprites (all face right; flip for left) -----------------------------------------------
 
+def _pts(L: float, *xy: float) -> list[tuple[float, float]]:
+    """Pixel (x, y) pairs from coordinates in body lengths ``L``."""
+    return [(xy[i] * L, xy[i + 1] * L) for i in range(0, len(xy), 2)]
+
+
+# the cow's head in body lengths, looking up (False) or grazing (True); "eye" is its centre
+_COW_HEADS: dict[bool, dict[str, tuple[float, ...]]] = {
+    False: {"neck": (1.06, 0.34, 1.30, 0.28, 1.46, 0.40, 1.44, 0.60, 1.18, 0.74),
+            "head": (1.36, 0.28, 1.54, 0.27, 1.74, 0.48, 1.72, 0.58, 1.58, 0.62, 1.40, 0.50),
+            "muzzle": (1.58, 0.45, 1.76, 0.62), "eye": (1.52, 0.37), "ear": (1.26, 0.27, 1.42, 0.34),
+            "horn": (1.44, 0.20, 1.50, 0.28)},
+    True: {"neck": (1.06, 0.36, 1.26, 0.36, 1.52, 0.84, 1.38, 0.92, 1.12, 0.70),
+           "head": (1.36, 0.76, 1.54, 0.72, 1.66, 1.00, 1.60, 1.10, 1.46, 1.10, 1.36, 0.92),
+           "muzzle": (1.46, 0.98, 1.64, 1.12), "eye": (1.53, 0.84), "ear": (1.26, 0.74, 1.42, 0.81),
+           "horn": (1.40, 0.70, 1.47, 0.74)},
+}
+
+_Legs = list[tuple[float, float, bool]]  # (x centre in body lengths, hoof offset, on the far side)
+
+
 def cow_sprite(length: int, coat: str, rng: np.random.Generator, phase: float = 0.0,
                grazing: bool = False) -> Image.Image:
     """An RGBA cow facing right whose body is ``length`` px long; feet at the bottom edge.
@@ -73,80 +93,89 @@ def cow_sprite(length: int, coat: str, rng: np.random.Generator, phase: float = 
     base = _jitter(spec["base"], rng, 10)
     img = Image.new("RGBA", (W, H), (0, 0, 0, 0))
     d = ImageDraw.Draw(img)
-
-    def p(*xy: float) -> list[tuple[float, float]]:
-        return [(xy[i] * L, xy[i + 1] * L) for i in range(0, len(xy), 2)]
-
+    pose = {part: _pts(L, *xy) for part, xy in _COW_HEADS[grazing].items()}
     swing = 0.07 * math.sin(phase)
     legs = [(0.36, -swing, True), (1.04, swing, True), (0.47, swing, False), (1.15, -swing, False)]
+    _cow_silhouette(d, L, base, legs, pose)
+    coat_mask = img.getchannel("A")
+    if "patch" in spec:
+        _cow_patches(img, coat_mask, spec["patch"], L, rng)
+    if "face" in spec:
+        d.polygon(pose["head"], fill=spec["face"])
+    _cow_details(d, L, base, coat, legs, pose, rng)
+    _belly_shadow(img, coat_mask, L)
+    return _finish(img, _shade(base, 0.45))
 
+
+def _cow_silhouette(d: ImageDraw.ImageDraw, L: float, base: tuple[int, int, int], legs: _Legs,
+                    pose: dict[str, list[tuple[float, float]]]) -> None:
+    """Legs, body, neck, head, ear and tail in the base coat colour, far legs darker and behind."""
     def leg(xc: float, dx: float, color: tuple[int, int, int]) -> None:
-        d.polygon(p(xc - 0.06, 0.62, xc + 0.06, 0.62, xc + 0.045 + dx, 1.12, xc - 0.045 + dx, 1.12), fill=color)
+        d.polygon(_pts(L, xc - 0.06, 0.62, xc + 0.06, 0.62, xc + 0.045 + dx, 1.12, xc - 0.045 + dx, 1.12),
+                  fill=color)
 
     for xc, dx, far in legs:
         if far:
             leg(xc, dx, _shade(base, 0.78))
     # body, hip and shoulder
     d.rounded_rectangle([0.22 * L, 0.30 * L, 1.24 * L, 0.78 * L], radius=0.2 * L, fill=base)
-    d.ellipse(p(0.34, 0.48, 1.12, 0.86), fill=base)
-    d.ellipse(p(0.18, 0.25, 0.52, 0.58), fill=base)
-    d.ellipse(p(0.94, 0.27, 1.28, 0.72), fill=base)
-    if grazing:
-        neck = p(1.06, 0.36, 1.26, 0.36, 1.52, 0.84, 1.38, 0.92, 1.12, 0.70)
-        head = p(1.36, 0.76, 1.54, 0.72, 1.66, 1.00, 1.60, 1.10, 1.46, 1.10, 1.36, 0.92)
-        muzzle, eye, ear = p(1.46, 0.98, 1.64, 1.12), (1.53, 0.84), p(1.26, 0.74, 1.42, 0.81)
-        horn = p(1.40, 0.70, 1.47, 0.74)
-    else:
-        neck = p(1.06, 0.34, 1.30, 0.28, 1.46, 0.40, 1.44, 0.60, 1.18, 0.74)
-        head = p(1.36, 0.28, 1.54, 0.27, 1.74, 0.48, 1.72, 0.58, 1.58, 0.62, 1.40, 0.50)
-        muzzle, eye, ear = p(1.58, 0.45, 1.76, 0.62), (1.52, 0.37), p(1.26, 0.27, 1.42, 0.34)
-        horn = p(1.44, 0.20, 1.50, 0.28)
-    d.polygon(neck, fill=base)
-    d.polygon(head, fill=base)
-    d.ellipse(ear, fill=base)
+    d.ellipse(_pts(L, 0.34, 0.48, 1.12, 0.86), fill=base)
+    d.ellipse(_pts(L, 0.18, 0.25, 0.52, 0.58), fill=base)
+    d.ellipse(_pts(L, 0.94, 0.27, 1.28, 0.72), fill=base)
+    d.polygon(pose["neck"], fill=base)
+    d.polygon(pose["head"], fill=base)
+    d.ellipse(pose["ear"], fill=base)
     for xc, dx, far in legs:
         if not far:
             leg(xc, dx, base)
     # tail hangs from the rump; it is part of the coat so patches may cover it
-    d.line(p(0.24, 0.36, 0.16, 0.60, 0.17, 0.92), fill=base, width=max(1, int(0.035 * L)), joint="curve")
-    coat_mask = img.getchannel("A")
+    d.line(_pts(L, 0.24, 0.36, 0.16, 0.60, 0.17, 0.92), fill=base, width=max(1, int(0.035 * L)), joint="curve")
 
-    if "patch" in spec:
-        patches = Image.new("L", (W, H), 0)
-        pd = ImageDraw.Draw(patches)
-        for _ in range(int(rng.integers(4, 9))):
-            cx, cy = rng.uniform(0.2, 1.7), rng.uniform(0.25, 1.05)
-            rx, ry = rng.uniform(0.07, 0.22), rng.uniform(0.06, 0.18)
-            pts = []
-            for k in range(10):
-                a = 2 * math.pi * k / 10
-                r = rng.uniform(0.7, 1.2)
-                pts.append(((cx + rx * r * math.cos(a)) * L, (cy + ry * r * math.sin(a)) * L))
-            pd.polygon(pts, fill=255)
-        patches = Image.fromarray(np.minimum(np.asarray(patches), np.asarray(coat_mask)))
-        img.paste(Image.new("RGBA", (W, H), _jitter(spec["patch"], rng, 6) + (255,)), (0, 0), patches)
-    if "face" in spec:
-        d.polygon(head, fill=spec["face"])
-    # details drawn over the coat
-    d.ellipse(muzzle, fill=_jitter((214, 160, 150), rng, 10) if coat not in ("black", "black_white")
+
+def _cow_patches(img: Image.Image, coat_mask: Image.Image, color: tuple[int, int, int], L: float,
+                 rng: np.random.Generator) -> None:
+    """Paint 4 to 8 random blobs of ``color`` on the coat (never outside ``coat_mask``)."""
+    W, H = img.size
+    patches = Image.new("L", (W, H), 0)
+    pd = ImageDraw.Draw(patches)
+    for _ in range(int(rng.integers(4, 9))):
+        cx, cy = rng.uniform(0.2, 1.7), rng.uniform(0.25, 1.05)
+        rx, ry = rng.uniform(0.07, 0.22), rng.uniform(0.06, 0.18)
+        pts = []
+        for k in range(10):
+            a = 2 * math.pi * k / 10
+            r = rng.uniform(0.7, 1.2)
+            pts.append(((cx + rx * r * math.cos(a)) * L, (cy + ry * r * math.sin(a)) * L))
+        pd.polygon(pts, fill=255)
+    patches = Image.fromarray(np.minimum(np.asarray(patches), np.asarray(coat_mask)))
+    img.paste(Image.new("RGBA", (W, H), _jitter(color, rng, 6) + (255,)), (0, 0), patches)
+
+
+def _cow_details(d: ImageDraw.ImageDraw, L: float, base: tuple[int, int, int], coat: str, legs: _Legs,
+                 pose: dict[str, list[tuple[float, float]]], rng: np.random.Generator) -> None:
+    """Muzzle, eye, horns (sometimes), tail tuft, udder (mostly) and hooves, drawn over the coat."""
+    d.ellipse(pose["muzzle"], fill=_jitter((214, 160, 150), rng, 10) if coat not in ("black", "black_white")
               else (70, 62, 62))
-    d.ellipse([eye[0] * L - 0.022 * L, eye[1] * L - 0.022 * L, eye[0] * L + 0.022 * L, eye[1] * L + 0.022 * L],
-              fill=(15, 12, 12))
+    (ex, ey), = pose["eye"]
+    d.ellipse([ex - 0.022 * L, ey - 0.022 * L, ex + 0.022 * L, ey + 0.022 * L], fill=(15, 12, 12))
     if rng.random() < 0.5:
-        d.ellipse(horn, fill=(226, 214, 180))
-    d.ellipse(p(0.12, 0.86, 0.22, 1.02), fill=_shade(base, 0.55))  # tail tuft
+        d.ellipse(pose["horn"], fill=(226, 214, 180))
+    d.ellipse(_pts(L, 0.12, 0.86, 0.22, 1.02), fill=_shade(base, 0.55))  # tail tuft
     if rng.random() < 0.8:  # udder
-        d.ellipse(p(0.50, 0.72, 0.74, 0.88), fill=_jitter((226, 168, 164), rng, 8))
+        d.ellipse(_pts(L, 0.50, 0.72, 0.74, 0.88), fill=_jitter((226, 168, 164), rng, 8))
     for xc, dx, far in legs:
-        d.polygon(p(xc - 0.05 + dx, 1.10, xc + 0.05 + dx, 1.10, xc + 0.052 + dx, 1.17, xc - 0.052 + dx, 1.17),
+        d.polygon(_pts(L, xc - 0.05 + dx, 1.10, xc + 0.05 + dx, 1.10, xc + 0.052 + dx, 1.17, xc - 0.052 + dx, 1.17),
                   fill=(40, 32, 28))
-    # soft shadow on the belly gives the body some volume
+
+
+def _belly_shadow(img: Image.Image, coat_mask: Image.Image, L: float) -> None:
+    """Darken the belly softly, within the coat, to give the body some volume."""
+    W, H = img.size
     shade = Image.new("L", (W, H), 0)
-    ImageDraw.Draw(shade).ellipse(p(0.30, 0.62, 1.16, 0.90), fill=60)
+    ImageDraw.Draw(shade).ellipse(_pts(L, 0.30, 0.62, 1.16, 0.90), fill=60)
     shade = Image.fromarray(np.minimum(np.asarray(shade.filter(ImageFilter.GaussianBlur(0.05 * L))),
                                        np.asarray(coat_mask)))
     img.paste(Image.new("RGBA", (W, H), (0, 0, 0, 255)), (0, 0), shade)
-    return _finish(img, _shade(base, 0.45))
 
 
 def dog_sprite(length: int, rng: np.random.Generator) -> Image.Image:

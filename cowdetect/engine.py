@@ -56,6 +56,58 @@ def lr_factor(iteration: int, config: TrainConfig) -> float:
     return factor
 
 
+def _tensors(samples: Sequence[Sample], augment: Augment,
+             device: torch.device) -> tuple[list[torch.Tensor], list[dict]]:
+    """The images and targets of ``samples``, augmented, on ``device``: a torchvision detector's input."""
+    images, targets = [], []
+    for sample in samples:
+        image, target = _target(sample, augment, device)
+        images.append(image)
+        targets.append(target)
+    return images, targets
+
+
+def _next_batch(dataset: LabeledDataset, order: list[int], rng: np.random.Generator,
+                batch_size: int) -> list[Sample]:
+    """The next ``batch_size`` samples; ``order`` (consumed) is refilled with a new shuffle each epoch."""
+    batch: list[Sample] = []
+    while len(batch) < batch_size:
+        if not order:
+            order.extend(rng.permutation(len(dataset)).tolist())
+        batch.append(dataset[order.pop()])
+    return batch
+
+
+def _optimizer(model: nn.Module, config: TrainConfig, state: dict | None) -> torch.optim.Optimizer:
+    """SGD over the trainable parameters, with ``state`` (a resumed run's momentum) when given."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    if state is not None:
+        optimizer.load_state_dict(state)
+    return optimizer
+
+
+def _step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+          images: list[torch.Tensor], targets: list[dict], iteration: int, config: TrainConfig,
+          device: torch.device) -> tuple[float, dict[str, float]]:
+    """One optimizer step; returns (loss, its components). Raises TrainingDivergedError on a non-finite loss."""
+    with torch.autocast(device.type, enabled=device.type == "cuda"):
+        loss_dict = model(images, targets)
+    loss = sum(loss_dict.values())
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        parts = {k: float(v.detach()) for k, v in loss_dict.items()}
+        raise TrainingDivergedError(
+            f"loss became {value} at iteration {iteration + 1} ({parts}); lower the learning rate "
+            f"(now {config.learning_rate}) or check the boxes")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return value, {k: float(v.detach()) for k, v in loss_dict.items()}
+
+
 def train_loop(model: nn.Module, dataset: LabeledDataset, config: TrainConfig, device: torch.device,
                callback: TrainCallback | None = None, checkpoint: CheckpointFn | None = None,
                start_iteration: int = 0, optimizer_state: dict | None = None) -> list[dict[str, float]]:
@@ -73,47 +125,20 @@ def train_loop(model: nn.Module, dataset: LabeledDataset, config: TrainConfig, d
     rng = np.random.default_rng([config.seed, start_iteration])
     torch.manual_seed(config.seed * 1_000_003 + start_iteration)  # the augmentations draw from torch's generator
     augment = Augment(config)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    optimizer = _optimizer(model, config, optimizer_state)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     model.to(device).train()
     history: list[dict[str, float]] = []
     order: list[int] = []
     started = time.perf_counter()
     for iteration in range(start_iteration, config.iterations):
-        batch: list[Sample] = []
-        while len(batch) < config.batch_size:
-            if not order:
-                order = rng.permutation(len(dataset)).tolist()
-            batch.append(dataset[order.pop()])
-        images, targets = [], []
-        for sample in batch:
-            image, target = _target(sample, augment, device)
-            images.append(image)
-            targets.append(target)
+        images, targets = _tensors(_next_batch(dataset, order, rng, config.batch_size), augment, device)
         lr = config.learning_rate * lr_factor(iteration, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast(device.type, enabled=use_amp):
-            loss_dict = model(images, targets)
-        loss = sum(loss_dict.values())
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            parts = {k: float(v.detach()) for k, v in loss_dict.items()}
-            raise TrainingDivergedError(
-                f"loss became {value} at iteration {iteration + 1} ({parts}); lower the learning rate "
-                f"(now {config.learning_rate}) or check the boxes")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        value, parts = _step(model, optimizer, scaler, images, targets, iteration, config, device)
         record = {"iteration": iteration + 1, "loss": value, "lr": lr,
-                  "seconds": time.perf_counter() - started,
-                  **{k: float(v.detach()) for k, v in loss_dict.items()}}
+                  "seconds": time.perf_counter() - started, **parts}
         history.append(record)
         done = iteration + 1
         stop = callback is not None and callback(record) is False
@@ -143,11 +168,7 @@ def validation_loss(model: nn.Module, dataset: LabeledDataset, device: torch.dev
     no_augment = Augment(TrainConfig(horizontal_flip=False))
     try:
         for start in range(0, len(dataset), batch_size):
-            images, targets = [], []
-            for sample in dataset.samples[start:start + batch_size]:
-                image, target = _target(sample, no_augment, device)
-                images.append(image)
-                targets.append(target)
+            images, targets = _tensors(dataset.samples[start:start + batch_size], no_augment, device)
             losses = model(images, targets)
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + float(value)

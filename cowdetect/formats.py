@@ -197,40 +197,30 @@ def _coco_box(ann: dict[str, Any], width: int, height: int) -> tuple[list[float]
     return [max(0.0, x), max(0.0, y), min(float(width), x2), min(float(height), y2)], None
 
 
-def import_coco(store: Store, coco: str | Path | bytes | dict[str, Any], images: str | Path | dict[str, bytes],
-                category: str | None = "cow", split: str = "unassigned",
-                include_negatives: bool = False) -> ImportReport:
-    """Import a COCO instances file: the images that show ``category`` (all categories with
-    None), with their boxes of that category, into ``split``.
-
-    Args:
-        coco: the JSON (path, bytes or parsed dict).
-        images: the folder with the files named by ``file_name``, or {file name: bytes} (an
-            unpacked upload).
-        include_negatives: also import listed images with no box of the category (as labeled
-            negatives).
-
-    An image is skipped (with the reason in the report) when its file is missing or not an
-    image, or when any of its boxes is outside the image, has a negative size, or names an
-    unknown category — half-labeled images would teach the detector that a cow is background.
-    Annotations of unknown image ids and crowd regions are skipped too.
-
-    Raises:
-        ValueError: not JSON, missing keys, or ``category`` not among the file's categories.
-    """
-    data = _load_json(coco)
+def _coco_categories(data: dict[str, Any], category: str | None) -> tuple[dict[Any, Any], set[Any]]:
+    """({category id: name}, the ids to import) of a COCO dict; ValueError for an unknown ``category``."""
     categories = {c.get("id"): c.get("name") for c in data["categories"] if isinstance(c, dict)}
     if category is not None and category not in categories.values():
         raise ValueError(f"category {category!r}: not in this COCO file; it has "
                          f"{sorted(str(n) for n in categories.values())[:20]}")
-    wanted = {cid for cid, name in categories.items() if category is None or name == category}
-    report = ImportReport()
+    return categories, {cid for cid, name in categories.items() if category is None or name == category}
+
+
+def _coco_images(data: dict[str, Any], report: ImportReport) -> dict[Any, dict[str, Any]]:
+    """{image id: image entry} of a COCO dict; entries without id or file name go to ``report``."""
     image_rows = {}
     for im in data["images"]:
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             report.skip(str(im)[:60], "image entry without id or file_name")
             continue
         image_rows[im["id"]] = im
+    return image_rows
+
+
+def _coco_boxes(data: dict[str, Any], image_rows: dict[Any, dict[str, Any]], categories: dict[Any, Any],
+                wanted: set[Any], report: ImportReport
+                ) -> tuple[dict[Any, list[tuple[list[float], str]]], dict[Any, str]]:
+    """({image id: [(xyxy, class name)]} of the wanted categories, {image id: why it is unusable})."""
     per_image: dict[Any, list[tuple[list[float], str]]] = {i: [] for i in image_rows}
     bad: dict[Any, str] = {}
     for ann in data["annotations"]:
@@ -255,10 +245,46 @@ def import_coco(store: Store, coco: str | Path | bytes | dict[str, Any], images:
             bad.setdefault(image_id, why or "bad box")
             continue
         per_image[image_id].append((box, str(categories[cat])))
+    return per_image, bad
+
+
+def _image_bytes(images: str | Path | dict[str, bytes], name: str) -> bytes | None:
+    """The file ``name`` from a folder or from {file name: bytes}; None when it is not there."""
+    if isinstance(images, dict):
+        return images.get(name)
+    path = Path(images) / name
+    return path.read_bytes() if path.is_file() else None
+
+
+def import_coco(store: Store, coco: str | Path | bytes | dict[str, Any], images: str | Path | dict[str, bytes],
+                category: str | None = "cow", split: str = "unassigned",
+                include_negatives: bool = False) -> ImportReport:
+    """Import a COCO instances file: the images that show ``category`` (all categories with
+    None), with their boxes of that category, into ``split``.
+
+    Args:
+        coco: the JSON (path, bytes or parsed dict).
+        images: the folder with the files named by ``file_name``, or {file name: bytes} (an
+            unpacked upload).
+        include_negatives: also import listed images with no box of the category (as labeled
+            negatives).
+
+    An image is skipped (with the reason in the report) when its file is missing or not an
+    image, or when any of its boxes is outside the image, has a negative size, or names an
+    unknown category — half-labeled images would teach the detector that a cow is background.
+    Annotations of unknown image ids and crowd regions are skipped too.
+
+    Raises:
+        ValueError: not JSON, missing keys, or ``category`` not among the file's categories.
+    """
+    data = _load_json(coco)
+    categories, wanted = _coco_categories(data, category)
+    report = ImportReport()
+    image_rows = _coco_images(data, report)
+    per_image, bad = _coco_boxes(data, image_rows, categories, wanted, report)
     for class_name in sorted({name for boxes in per_image.values() for _, name in boxes}):
         store.add_class(class_name)
     vocab = store.class_names()
-    folder = None if isinstance(images, dict) else Path(images)
     for image_id, im in image_rows.items():
         name = str(im["file_name"])
         if image_id in bad:
@@ -270,11 +296,7 @@ def import_coco(store: Store, coco: str | Path | bytes | dict[str, Any], images:
         if _unsafe_member(name):
             report.skip(name, f"unsafe file name: {_unsafe_member(name)}")
             continue
-        if folder is not None:
-            path = folder / name
-            content = path.read_bytes() if path.is_file() else None
-        else:
-            content = images.get(name)  # type: ignore[union-attr]
+        content = _image_bytes(images, name)
         if content is None:
             report.skip(name, "image file not found")
             continue

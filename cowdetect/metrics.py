@@ -96,6 +96,42 @@ def match(pred: Detections, gt: Detections, iou_threshold: float = 0.5) -> tuple
     return tp, matched
 
 
+def _per_class(out: dict[str, torch.Tensor], names: Sequence[str]
+               ) -> tuple[dict[str, dict[str, float]], dict[str, list[float]]]:
+    """({class: ap, ap_50, ar_100}, {class: PR curve at IoU 0.5}) from an extended torchmetrics summary."""
+    per_class: dict[str, dict[str, float]] = {}
+    pr_curve: dict[str, list[float]] = {}
+    classes = out["classes"].reshape(-1).tolist()
+    # precision: (IoU thresholds, recall thresholds, classes, areas, max detections); IoU 0.5,
+    # all areas, 100 detections. Its class axis follows the sorted class ids, as "classes" does.
+    precision = out["precision"][0, :, :, 0, -1].numpy()
+    for k, cls in enumerate(classes):
+        curve = precision[:, k]
+        per_class[names[int(cls)]] = {"ap": float(out["map_per_class"].reshape(-1)[k]),
+                                      "ap_50": float(curve[curve > -1].mean()) if (curve > -1).any() else -1.0,
+                                      "ar_100": float(out["mar_100_per_class"].reshape(-1)[k])}
+        pr_curve[names[int(cls)]] = [round(float(v), 6) for v in curve]
+    return per_class, pr_curve
+
+
+def _per_image(ids: Sequence[Any], preds: Sequence[Detections], gts: Sequence[Detections], backend: str,
+               iou_threshold: float, score_threshold: float) -> list[dict[str, Any]]:
+    """One :attr:`EvalResult.per_image` row per image: counts at the thresholds, and the image's own AP."""
+    per_image = []
+    for image_id, pred, gt in zip(ids, preds, gts):
+        kept = pred.above(score_threshold)
+        tp, matched = match(kept, gt, iou_threshold)
+        row = {"image_id": image_id, "n_gt": len(gt), "n_pred": len(kept), "tp": int(tp.sum()),
+               "fp": int((~tp).sum()), "fn": int((~matched).sum()), "ap": -1.0, "ap_50": -1.0}
+        if len(gt):
+            single = _metric(backend, class_metrics=False)
+            single.update(*_tm_inputs([pred], [gt]))
+            res = single.compute()
+            row["ap"], row["ap_50"] = float(res["map"]), float(res["map_50"])
+        per_image.append(row)
+    return per_image
+
+
 def evaluate_detections(preds: Sequence[Detections], gts: Sequence[Detections],
                         image_ids: Sequence[Any] | None = None, backend: str | None = None,
                         iou_threshold: float = 0.5, score_threshold: float = 0.5) -> EvalResult:
@@ -126,32 +162,8 @@ def evaluate_detections(preds: Sequence[Detections], gts: Sequence[Detections],
     metric = _metric(backend, class_metrics=True, extended=True)
     metric.update(*_tm_inputs(preds, gts))
     out = metric.compute()
-    per_class: dict[str, dict[str, float]] = {}
-    pr_curve: dict[str, list[float]] = {}
-    classes = out["classes"].reshape(-1).tolist()
-    # precision: (IoU thresholds, recall thresholds, classes, areas, max detections); IoU 0.5,
-    # all areas, 100 detections. Its class axis follows the sorted class ids, as "classes" does.
-    precision = out["precision"][0, :, :, 0, -1].numpy()
-    for k, cls in enumerate(classes):
-        curve = precision[:, k]
-        per_class[names[int(cls)]] = {"ap": float(out["map_per_class"].reshape(-1)[k]),
-                                      "ap_50": float(curve[curve > -1].mean()) if (curve > -1).any() else -1.0,
-                                      "ar_100": float(out["mar_100_per_class"].reshape(-1)[k])}
-        pr_curve[names[int(cls)]] = [round(float(v), 6) for v in curve]
-
-    per_image = []
-    for image_id, pred, gt in zip(ids, preds, gts):
-        kept = pred.above(score_threshold)
-        tp, matched = match(kept, gt, iou_threshold)
-        row = {"image_id": image_id, "n_gt": len(gt), "n_pred": len(kept), "tp": int(tp.sum()),
-               "fp": int((~tp).sum()), "fn": int((~matched).sum()), "ap": -1.0, "ap_50": -1.0}
-        if len(gt):
-            single = _metric(backend, class_metrics=False)
-            single.update(*_tm_inputs([pred], [gt]))
-            res = single.compute()
-            row["ap"], row["ap_50"] = float(res["map"]), float(res["map_50"])
-        per_image.append(row)
-
+    per_class, pr_curve = _per_class(out, names)
+    per_image = _per_image(ids, preds, gts, backend, iou_threshold, score_threshold)
     return EvalResult(
         **{k: float(out[k]) for k in ("map", "map_50", "map_75", "map_small", "map_medium", "map_large",
                                        "mar_1", "mar_10", "mar_100")},

@@ -25,7 +25,7 @@ from .detections import Detections
 from .draw import draw_tracks
 from .framecache import FrameDetections
 from .mot import mot_line
-from .video import Frame, VideoReader, VideoWriter
+from .video import Frame, VideoInfo, VideoReader, VideoWriter
 
 
 def centroid_distance(candidates: np.ndarray, objects: np.ndarray) -> np.ndarray:
@@ -166,6 +166,129 @@ def _select(detections: Detections, config: TrackConfig) -> Detections:
         else detections
 
 
+def _check_classes(detector: Any, config: TrackConfig) -> None:
+    """Raise ValueError when the detector does not know every class the tracker follows."""
+    missing = [c for c in config.classes if c not in detector.classes]
+    if missing:
+        raise ValueError(f"classes: the model {detector.architecture} does not know {missing}; "
+                         f"it detects {list(detector.classes)[:12]}{'...' if len(detector.classes) > 12 else ''}")
+
+
+class _Pipeline:
+    """One :func:`track_video` call: the tracker, the open outputs and the counts for its result.
+
+    Frames arrive in batches of ``detect_every * batch_size`` (see :meth:`feed`), so every
+    detector call gets ``batch_size`` frames while only a bounded number wait in memory.
+    """
+
+    def __init__(self, detector: Any, info: VideoInfo, out_video: str | Path | None, out_mot: str | Path,
+                 out_csv: str | Path | None, config: TrackConfig, progress: Progress | None,
+                 cache: FrameDetections | None) -> None:
+        self.detector, self.info, self.config, self.progress, self.cache = detector, info, config, progress, cache
+        self.detect_scale = min(1.0, config.max_detect_side / max(info.width, info.height))
+        self.out_scale = min(1.0, config.max_output_side / max(info.width, info.height))
+        self.tracker = CowTracker(config)
+        self.writer = VideoWriter(out_video, fps=info.fps or 25.0, preset="ultrafast", crf=23, background=True) \
+            if out_video is not None else None
+        self.mot_file = open(out_mot, "w")
+        self.csv_file = open(out_csv, "w") if out_csv is not None else None
+        if self.csv_file:
+            self.csv_file.write("frame,time_s,id,x1,y1,x2,y2,score,detected\n")
+        self.started = time.perf_counter()
+        self.detector_seconds = 0.0
+        self.done = self.detected_frames = self.max_in_frame = self.reused_frames = 0
+        self.seen_ids: set[int] = set()
+        self.stopped = False
+
+    def feed(self, reader: VideoReader) -> None:
+        """Track every frame of ``reader`` in batches, until its end or until progress says stop."""
+        pending: list[Frame] = []  # frames waiting for their batch's detections (bounded)
+        batch_span = self.config.detect_every * self.config.batch_size
+        for frame in reader:
+            pending.append(frame)
+            if len(pending) >= batch_span:
+                batch, pending = pending, []
+                if not self.flush(batch):
+                    self.stopped = True
+                    break
+        if pending and not self.stopped:
+            self.stopped = not self.flush(pending)
+
+    def flush(self, batch: list[Frame]) -> bool:
+        """Detect, track, write and draw ``batch``; False when progress asked to stop."""
+        found = self.detect(batch)
+        for f in batch:
+            dets = found.get(f.index)
+            tracks = self.tracker.update(dets, period=self.config.detect_every if dets is not None else 1)
+            self.seen_ids.update(tracks.ids.tolist())
+            self.max_in_frame = max(self.max_in_frame, len(tracks))
+            self.write_tracks(f, tracks)
+            drawn = self.draw(f, tracks)
+            self.done += 1
+            if self.progress is not None and not self.progress(self.done, self.info.frames, drawn):
+                return False
+        return True
+
+    def detect(self, batch: list[Frame]) -> dict[int, Detections]:
+        """The selected detections of the batch's every k-th frame, from the cache or the detector."""
+        keyed = [f.index for f in batch if f.index % self.config.detect_every == 0]
+        raw = {i: self.cache.get(i) for i in keyed} if self.cache is not None else {}
+        todo = [f for f in batch if f.index in keyed and raw.get(f.index) is None]
+        self.reused_frames += len(keyed) - len(todo)
+        if todo:
+            t0 = time.perf_counter()
+            outputs = self.detector.predict([_resize(f.rgb, self.detect_scale) for f in todo], batch_size=len(todo))
+            self.detector_seconds += time.perf_counter() - t0
+            for f, dets in zip(todo, outputs):
+                raw[f.index] = dets.scaled(1.0 / self.detect_scale)
+                if self.cache is not None:
+                    self.cache.put(f.index, raw[f.index])
+        found = {i: _select(raw[i], self.config) for i in keyed}
+        self.detected_frames += len(keyed)
+        return found
+
+    def write_tracks(self, f: Frame, tracks: Tracks) -> None:
+        """Append the frame's tracks to the MOTChallenge file and the CSV."""
+        for track_id, box, score in zip(tracks.ids, tracks.xyxy, tracks.score):
+            self.mot_file.write(mot_line(f.index, int(track_id), box, float(score)))
+        if self.csv_file:
+            for track_id, box, score, hit in zip(tracks.ids, tracks.xyxy, tracks.score, tracks.detected):
+                self.csv_file.write(f"{f.index + 1},{f.time:.4f},{track_id},{box[0]:.2f},{box[1]:.2f},"
+                                    f"{box[2]:.2f},{box[3]:.2f},{score:.4f},{int(hit)}\n")
+
+    def draw(self, f: Frame, tracks: Tracks) -> np.ndarray:
+        """The annotated frame, also sent to the encoder; the bare frame when no video is written."""
+        if self.writer is None:
+            return f.rgb
+        drawn = draw_tracks(_resize(f.rgb, self.out_scale).copy(), tracks.xyxy, tracks.ids.tolist(),
+                            [self.tracker.trails[int(i)] for i in tracks.ids], scale=self.out_scale)
+        self.writer.write(drawn)
+        return drawn
+
+    def close(self) -> None:
+        """Close the outputs; an encoder error with no frame written is left to the caller's own error."""
+        self.mot_file.close()
+        if self.csv_file:
+            self.csv_file.close()
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except ValueError:
+                if self.done:
+                    raise
+                # no frame at all: nothing to encode, and the error in track_video says why
+
+    def result(self, reader: VideoReader) -> TrackResult:
+        """What was done, for :func:`track_video` to return."""
+        info = self.info
+        return TrackResult(frames=self.done, frames_expected=info.frames, width=info.width, height=info.height,
+                           video_fps=info.fps, seconds=round(time.perf_counter() - self.started, 3),
+                           detector_seconds=round(self.detector_seconds, 3), detected_frames=self.detected_frames,
+                           num_tracks=len(self.seen_ids), max_cows_in_frame=self.max_in_frame,
+                           stopped=self.stopped, warning=None if self.stopped else reader.error,
+                           settings=asdict(self.config), reused_frames=self.reused_frames)
+
+
 def track_video(video: str | Path, detector: Any, out_video: str | Path | None, out_mot: str | Path,
                 out_csv: str | Path | None = None, config: TrackConfig = TrackConfig(),
                 progress: Progress | None = None, cache: FrameDetections | None = None) -> TrackResult:
@@ -191,95 +314,17 @@ def track_video(video: str | Path, detector: Any, out_video: str | Path | None, 
     Raises:
         ValueError: not a video, no decodable frame, or the detector knows none of ``config.classes``.
     """
-    missing = [c for c in config.classes if c not in detector.classes]
-    if missing:
-        raise ValueError(f"classes: the model {detector.architecture} does not know {missing}; "
-                         f"it detects {list(detector.classes)[:12]}{'...' if len(detector.classes) > 12 else ''}")
+    _check_classes(detector, config)
     reader = VideoReader(video)
     info = reader.info
     if info.width * info.height > 8192 * 8192:
         raise ValueError(f"video: frames of {info.width}x{info.height} are larger than 8192x8192")
-    detect_scale = min(1.0, config.max_detect_side / max(info.width, info.height))
-    out_scale = min(1.0, config.max_output_side / max(info.width, info.height))
-    tracker = CowTracker(config)
-    writer = VideoWriter(out_video, fps=info.fps or 25.0, preset="ultrafast", crf=23, background=True) \
-        if out_video is not None else None
-    mot_file = open(out_mot, "w")
-    csv_file = open(out_csv, "w") if out_csv is not None else None
-    if csv_file:
-        csv_file.write("frame,time_s,id,x1,y1,x2,y2,score,detected\n")
-    started = time.perf_counter()
-    detector_seconds = 0.0
-    done = detected_frames = max_in_frame = reused_frames = 0
-    seen_ids: set[int] = set()
-    stopped = False
-    pending: list[Frame] = []  # frames waiting for their batch's detections (bounded)
-    batch_span = config.detect_every * config.batch_size
-
-    def flush(batch: list[Frame]) -> bool:
-        nonlocal detector_seconds, done, detected_frames, max_in_frame, reused_frames
-        keyed = [f.index for f in batch if f.index % config.detect_every == 0]
-        raw = {i: cache.get(i) for i in keyed} if cache is not None else {}
-        todo = [f for f in batch if f.index in keyed and raw.get(f.index) is None]
-        reused_frames += len(keyed) - len(todo)
-        if todo:
-            t0 = time.perf_counter()
-            outputs = detector.predict([_resize(f.rgb, detect_scale) for f in todo], batch_size=len(todo))
-            detector_seconds += time.perf_counter() - t0
-            for f, dets in zip(todo, outputs):
-                raw[f.index] = dets.scaled(1.0 / detect_scale)
-                if cache is not None:
-                    cache.put(f.index, raw[f.index])
-        found = {i: _select(raw[i], config) for i in keyed}
-        detected_frames += len(keyed)
-        for f in batch:
-            dets = found.get(f.index)
-            tracks = tracker.update(dets, period=config.detect_every if dets is not None else 1)
-            seen_ids.update(tracks.ids.tolist())
-            max_in_frame = max(max_in_frame, len(tracks))
-            for track_id, box, score in zip(tracks.ids, tracks.xyxy, tracks.score):
-                mot_file.write(mot_line(f.index, int(track_id), box, float(score)))
-            if csv_file:
-                for track_id, box, score, hit in zip(tracks.ids, tracks.xyxy, tracks.score, tracks.detected):
-                    csv_file.write(f"{f.index + 1},{f.time:.4f},{track_id},{box[0]:.2f},{box[1]:.2f},"
-                                   f"{box[2]:.2f},{box[3]:.2f},{score:.4f},{int(hit)}\n")
-            drawn = f.rgb
-            if writer is not None:
-                drawn = draw_tracks(_resize(f.rgb, out_scale).copy(), tracks.xyxy, tracks.ids.tolist(),
-                                    [tracker.trails[int(i)] for i in tracks.ids], scale=out_scale)
-                writer.write(drawn)
-            done += 1
-            if progress is not None and not progress(done, info.frames, drawn):
-                return False
-        return True
-
+    pipeline = _Pipeline(detector, info, out_video, out_mot, out_csv, config, progress, cache)
     try:
-        for frame in reader:
-            pending.append(frame)
-            if len(pending) >= batch_span:
-                batch, pending = pending, []
-                if not flush(batch):
-                    stopped = True
-                    break
-        if pending and not stopped:
-            stopped = not flush(pending)
+        pipeline.feed(reader)
     finally:
         reader.close()
-        mot_file.close()
-        if csv_file:
-            csv_file.close()
-        if writer is not None:
-            try:
-                writer.close()
-            except ValueError:
-                if done:
-                    raise
-                # no frame at all: nothing to encode, and the error below says why
-    if done == 0 and not stopped:
+        pipeline.close()
+    if pipeline.done == 0 and not pipeline.stopped:
         raise ValueError(f"video {Path(video).name}: no frame could be decoded ({reader.error or 'empty'})")
-    return TrackResult(frames=done, frames_expected=info.frames, width=info.width, height=info.height,
-                       video_fps=info.fps, seconds=round(time.perf_counter() - started, 3),
-                       detector_seconds=round(detector_seconds, 3), detected_frames=detected_frames,
-                       num_tracks=len(seen_ids), max_cows_in_frame=max_in_frame, stopped=stopped,
-                       warning=None if stopped else reader.error, settings=asdict(config),
-                       reused_frames=reused_frames)
+    return pipeline.result(reader)
