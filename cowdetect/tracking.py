@@ -318,6 +318,7 @@ def track_video(video: str | Path, detector: Any, out_video: str | Path | None, 
     reader = VideoReader(video)
     info = reader.info
     if info.width * info.height > 8192 * 8192:
+        reader.close()  # its decode thread would otherwise outlive the refusal
         raise ValueError(f"video: frames of {info.width}x{info.height} are larger than 8192x8192")
     pipeline = _Pipeline(detector, info, out_video, out_mot, out_csv, config, progress, cache)
     try:
