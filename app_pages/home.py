@@ -1,6 +1,5 @@
 """Home: what cowdetect does and the state of the data folder."""
 
-import pandas as pd
 import streamlit as st
 
 import ui
@@ -48,16 +47,13 @@ if labeled:
 models = store.models()
 st.subheader("Models")
 if models:
-    st.dataframe(pd.DataFrame([{"name": m.name, "architecture": m.architecture, "classes": ", ".join(m.classes),
-                                "iterations": m.params.get("iterations"), "created": m.created_at}
-                               for m in models]), hide_index=True, width="stretch")
+    st.dataframe(ui.model_table(models)[["active", "version", "architecture", "classes", "iterations", "created"]],
+                 hide_index=True, width="stretch")
 else:
-    st.caption("No trained model yet. Train one with `python -m cowdetect train`.")
+    st.caption("No trained model yet. Train one on the Train page or with `python -m cowdetect train`.")
 
-results = store.results()
+results = store.results()[:10]
 if results:
     st.subheader("Latest evaluations")
-    st.dataframe(pd.DataFrame([{"model": r["model_label"], "split": r["split"], "mAP": r["metrics"]["map"],
-                                "mAP50": r["metrics"]["map_50"], "mAP75": r["metrics"]["map_75"],
-                                "when": r["created_at"]} for r in results[:10]]),
-                 hide_index=True, width="stretch")
+    st.dataframe(ui.results_table(results)[["model", "split", "mAP", "mAP50", "mAP75", "when"]], hide_index=True,
+                 width="stretch")

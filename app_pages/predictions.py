@@ -56,7 +56,11 @@ else:
     rgb, gt, title = load_image(record.path), store.boxes(record.id), \
         f"#{record.id} {record.original_name or ''} · {record.split}"
 
-box, label = ui.detector_for(store, model)  # loaded only once there is an image to run it on
+try:
+    box, label = ui.detector_for(store, model)  # loaded only once there is an image to run it on
+except ValueError as exc:  # e.g. the version was deleted in another session
+    st.error(str(exc))
+    st.stop()
 with st.spinner("Detecting…"):
     found = box.predict(rgb).above(threshold)
 scored = found.with_class_names(store.class_names())  # the dataset's classes, matched by name

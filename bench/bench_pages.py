@@ -48,7 +48,10 @@ def page_run(store: Store, page: str) -> float:
     middle = store.images_page(store.count_images() // 2, 1)[0].id
     started = time.perf_counter()
     if page == "label":
-        at.session_state["label_image"] = middle
+        import ui
+        editor = ui.LabelEditor(store)
+        editor.image_id = middle
+        at.session_state["label_editor"] = editor
         at.run()
         next(b for b in at.button if b.label == "Next ▶").click().run()
     else:

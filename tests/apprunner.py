@@ -81,5 +81,5 @@ def demo_app(data_dir: Path, **demo: Any) -> Iterator[tuple[str, Any]]:
         # Workers outlive the app by design; a test must not leave one training.
         from cowdetect.jobs import pid_alive
         for run in store.runs():
-            if run["pid"] != os.getpid() and pid_alive(run["pid"]):  # a run the test ran itself is done
-                os.kill(run["pid"], signal.SIGTERM)
+            if run.pid != os.getpid() and pid_alive(run.pid):  # a run the test ran itself is done
+                os.kill(run.pid, signal.SIGTERM)

@@ -5,7 +5,11 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
+import torch
+
+from conftest import ROOT, add_tiny_model
+from cowdetect.detector import CPU_REASON
+from cowdetect.models import resolve
 
 
 def run_home(data_dir: Path) -> AppTest:
@@ -28,10 +32,19 @@ def test_home_shows_the_state_of_the_data(demo_store):
     assert metrics["Cow boxes"] == str(counts["boxes"])
     assert metrics["Models"] == "0"
     assert len(at.get("image")) >= 1  # labeled thumbnails
-    import torch
     note = " ".join(m.value for m in at.markdown)
-    if not torch.cuda.is_available():
-        assert "Detector: pretrained **ssd_mobilenet_v2_coco** with COCO weights (no trained model yet; no GPU here" in note
+    architecture = resolve(demo_store, "pretrained").architecture  # ssd_mobilenet_v2_coco without a GPU
+    assert f"Detector: pretrained **{architecture}** with COCO weights (" in note
+    assert (f"(no trained model yet; {CPU_REASON})." in note) is not torch.cuda.is_available()
+
+
+def test_home_names_the_active_version(store):
+    add_tiny_model(store, "herd")
+    at = run_home(store.data_dir)
+    note = " ".join(m.value for m in at.markdown)
+    assert "Detector: **herd (#1)** (fasterrcnn_mobilenet_v3_large_320_fpn), the active trained version." in note
+    assert at.dataframe[0].value["version"].tolist() == ["herd (#1)"]
+    assert {m.label: m.value for m in at.metric}["Models"] == "1"
 
 
 def test_home_offers_demo_when_empty(tmp_path):

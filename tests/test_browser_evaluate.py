@@ -32,7 +32,7 @@ def test_compare_two_versions_and_open_the_worst_image(tmp_path):
             assert not page.locator('[data-testid="stException"]').count()
             # click 2: the worst image's link above the per-image table
             worst = sorted(jobs.cached_evaluation(store, jobs.evaluation_settings(store, "after", "test"))
-                           ["metrics"]["per_image"], key=lambda r: (r["ap"] < 0, r["ap"], -r["fn"]))[0]
+                           .metrics["per_image"], key=lambda r: (r["ap"] < 0, r["ap"], -r["fn"]))[0]
             page.get_by_role("link", name=re.compile(f"Image #{worst['image_id']}:")).click()
             page.get_by_text("Missed cows").wait_for(timeout=60_000)
             assert page.get_by_text(f"#{worst['image_id']} ").count()

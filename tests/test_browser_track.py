@@ -40,7 +40,7 @@ def test_upload_track_and_play(tmp_path, browser):
         player = page.locator("video").first
         player.wait_for(timeout=180_000)
         run = store.runs("track")[0]
-        assert run["status"] == "done" and run["iteration"] == 20
+        assert run.status == "done" and run.iteration == 20
         page.wait_for_function("() => { const v = document.querySelector('video');"
                                " return v && v.readyState >= 2 && v.duration > 0 && !v.error; }", timeout=30_000)
         state = player.evaluate("async v => { v.muted = true; await v.play(); "

@@ -43,11 +43,11 @@ def test_run_survives_a_closed_tab(train_url):
         page.locator('[data-testid="stVegaLiteChart"], [data-testid="stArrowVegaLiteChart"]').first.wait_for()
         page.close()  # the run goes on without a browser
         run = store.runs("train")[0]
-        assert run["status"] in ("queued", "running", "done")
+        assert run.status in ("queued", "running", "done")
         again = browser.new_page(viewport={"width": 1280, "height": 1000})
         again.goto(url + "/train")
         again.get_by_text(re.compile(r"Moo! mAP50")).first.wait_for(timeout=480_000)
-        assert store.run(run["id"])["status"] == "done" and store.run(run["id"])["iteration"] == 24
+        assert store.run(run.id).status == "done" and store.run(run.id).iteration == 24
         assert not again.locator('[data-testid="stException"]').count()
         again.screenshot(path=str(Path(store.data_dir) / "train.png"), full_page=True)
         browser.close()

@@ -21,13 +21,12 @@ def page(store, monkeypatch) -> AppTest:
 def draw(at: AppTest, image_id: int, canvas_boxes: list[tuple[float, float, float, float]], scale: float,
          natural: tuple[int, int], label: str = "cow") -> None:
     """What the canvas sends after the user drew ``canvas_boxes`` (left, top, width, height in canvas px)."""
-    edit = at.session_state["edit"]
-    assert edit["image_id"] == image_id
-    nonce = edit["nonce"]
+    editor = at.session_state["label_editor"]
+    assert editor.loaded_id == image_id
     objects = [{"type": "LabeledRect", "label": label, "left": x, "top": y, "width": w, "height": h,
                 "originX": "left", "originY": "top", "scaleX": 1, "scaleY": 1, "stroke": "#00e5ff"}
                for x, y, w, h in canvas_boxes]
-    at.session_state[f"canvas-{image_id}-{nonce}"] = {
+    at.session_state[editor.canvas_key] = {
         "drawing": {"raw": {"objects": objects}, "data": None},
         "backgroundFit": {"naturalWidth": natural[0], "naturalHeight": natural[1], "scaleX": scale, "scaleY": scale,
                           "offsetX": 0, "offsetY": 0}}
@@ -111,7 +110,7 @@ def test_suggestions_are_editable_until_saved(demo_store_copy, monkeypatch):
     image_id = demo_store_copy.images()[0].id
     before = demo_store_copy.boxes(image_id).xyxy.tolist()
     click(at, "Suggest boxes")
-    boxes = at.session_state["edit"]["boxes"]
+    boxes = at.session_state["label_editor"].boxes
     suggested = sum(b["suggested"] for b in boxes)
     assert suggested > 0 and f"({suggested} suggested, orange)" in at.caption[1].value
     assert demo_store_copy.boxes(image_id).xyxy.tolist() == before  # nothing stored until Save

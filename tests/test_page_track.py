@@ -22,15 +22,15 @@ def test_no_video_yet(store, monkeypatch):
 def test_track_compare_and_download(video_store, monkeypatch):
     at = page(video_store, monkeypatch)
     assert "No tracking run on this video yet" in " ".join(i.value for i in at.info)
-    at.selectbox[1].select("1")  # the tiny model version (by id)
+    at.selectbox(key="track_model").select("#1")  # the tiny model version, by id
     at.slider(key="score").set_value(0.05)
     next(b for b in at.button if b.label == "Track").click().run()
     assert not at.exception, [e.value for e in at.exception]
     run = video_store.runs("track")[0]
-    assert run["pid"] and run["params"]["model_label"] == "tiny"
+    assert run.pid and run.params["model_label"] == "tiny (#1)" and run.params["model"] == "#1"
     deadline = time.monotonic() + 120
-    while video_store.run(run["id"])["status"] != "done":
-        assert video_store.run(run["id"])["status"] in ("queued", "running"), video_store.run(run["id"])
+    while (status := video_store.run(run.id).status) != "done":
+        assert status in ("queued", "running"), video_store.run(run.id)
         assert time.monotonic() < deadline
         time.sleep(0.5)
     at.run()
@@ -40,12 +40,12 @@ def test_track_compare_and_download(video_store, monkeypatch):
     assert len(at.get("video")) == 1 and len(at.get("download_button")) == 2
     # a second model run on the same video: the comparison appears with MOTA / IDF1 for both
     second = jobs.create_tracking_run(video_store, jobs.tracking_settings(
-        video_store, run["params"]["video_id"], model="tiny", score_threshold=0.3, detect_every=1))
+        video_store, run.params["video_id"], model="tiny", score_threshold=0.3, detect_every=1))
     jobs.run_tracking(video_store, second, log=lambda m: None)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Compare two models on this video" in [s.value for s in at.subheader]
     table = at.dataframe[-1].value
-    assert list(table.index) == [f"run {second} · tiny", f"run {run['id']} · tiny"]
+    assert list(table.index) == [f"run {second} · tiny (#1)", f"run {run.id} · tiny (#1)"]
     assert table["mota"].notna().all() and table["idf1"].notna().all()
     assert len(at.get("video")) == 3

@@ -1,0 +1,66 @@
+"""The only shared Streamlit code: the data folder and its cached store, the cached detectors,
+shared widgets, and the label editor's state (:class:`LabelEditor`, a plain tested class).
+
+Modules: :mod:`.models` (model specs on the pages), :mod:`.editor` (the label editor, no
+Streamlit), :mod:`.canvas` (the labeling canvas), :mod:`.images` (thumbnails), :mod:`.tables`
+(DataFrames of store rows, no Streamlit), :mod:`.widgets` and :mod:`.runs` (shared widgets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from cowdetect.cli import data_dir_default
+from cowdetect.store import Store
+
+from .canvas import NEW_COLOR, SAVED_COLOR, SUGGESTED_COLOR, boxes_to_objects, canvas_boxes, canvas_size
+from .editor import LabelEditor, box_iou
+from .images import image_uri, labeled_thumbnail, thumbnail, thumbnail_uri
+from .models import active_model_note, detector_for, detectron2_id, latest_result, model_choices, worst_first
+from .runs import compare_tracks, launch, loss_charts, progress_bar, run_picker, training_scores, track_results
+from .tables import comparison_table, model_table, per_image_table, pr_curves, results_table
+from .widgets import coco_images, flash, import_report, model_picker, move_button, show_flash, thumbnail_grid
+
+__all__ = [
+    "LabelEditor", "NEW_COLOR", "SAVED_COLOR", "SUGGESTED_COLOR", "active_model_note", "box_iou",
+    "boxes_to_objects", "canvas_boxes", "canvas_size", "coco_images", "compare_tracks", "comparison_table",
+    "data_dir", "detector_for", "detectron2_id", "flash", "image_uri", "import_report", "labeled_thumbnail",
+    "latest_result", "launch", "loss_charts", "model_choices", "model_picker", "model_table", "move_button",
+    "per_image_table", "pr_curves", "progress_bar", "results_table", "run_picker", "show_flash",
+    "start_demo_generation", "store", "thumbnail", "thumbnail_grid", "thumbnail_uri",
+    "track_results", "training_scores", "worst_first",
+]
+
+
+def data_dir() -> str:
+    """``streamlit run app.py -- --data-dir DIR`` wins, then $COWDETECT_DATA_DIR, then ./data."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--data-dir", default=data_dir_default())
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return args.data_dir
+
+
+@st.cache_resource
+def get_store(path: str) -> Store:
+    """One Store per data folder, shared by all sessions (it opens a connection per call)."""
+    return Store(path)
+
+
+def store() -> Store:
+    """The store of this app's data folder."""
+    return get_store(str(Path(data_dir()).resolve()))
+
+
+def start_demo_generation(target: Store) -> None:
+    """Generate the demo data in a separate process (the same code as `python -m cowdetect demo`),
+    so the page never blocks and a closed browser does not stop it."""
+    with open(target.data_dir / "demo.log", "ab") as log:
+        subprocess.Popen([sys.executable, "-m", "cowdetect", "demo", "--data-dir", str(target.data_dir)],
+                         stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[1], env=os.environ.copy(),
+                         start_new_session=True)

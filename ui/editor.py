@@ -1,0 +1,178 @@
+"""The Label page's edit state: a plain class, no Streamlit, so it is tested on a real Store
+(tests/test_ui_editor.py) and the page only draws it.
+
+A box is a dict ``{"label": class name, "xyxy": [x1, y1, x2, y2] in original image pixels
+rounded to 0.01, "suggested": bool}`` (suggested: a model's box not saved yet).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cowdetect.detections import Detections
+from cowdetect.store import ImageRecord, Store
+
+# A model's box this close to one already drawn repeats it and is not suggested.
+SUGGESTION_IOU = 0.5
+
+
+def box_iou(a: list[float], b: list[float]) -> float:
+    """IoU of two xyxy boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def stored_boxes(store: Store, image_id: int) -> list[dict]:
+    """The image's ground truth as the editor's boxes."""
+    return [{"label": name, "xyxy": [round(float(v), 2) for v in xyxy], "suggested": False}
+            for xyxy, name, _ in store.boxes(image_id)]
+
+
+def same_boxes(a: list[dict], b: list[dict]) -> bool:
+    """Same labels and coordinates in the same order (whether suggested or not)."""
+    return [(x["label"], x["xyxy"]) for x in a] == [(x["label"], x["xyxy"]) for x in b]
+
+
+class LabelEditor:
+    """One session's labeling state: the image shown, the boxes the canvas starts from, whether
+    they differ from the store, a move waiting for Save / Discard / Stay, and messages for the
+    next run (``flash``: (kind, text) pairs, kind an ``st`` function name).
+
+    Per run the page calls :meth:`open`, draws the canvas from :attr:`boxes` under
+    :attr:`canvas_key`, passes what the canvas reports to :meth:`update`, and wires buttons to
+    :meth:`save`, :meth:`move`, :meth:`suggest`, :meth:`load` (revert) and :meth:`stay`.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.image_id: int | None = None   # the image to show
+        self.loaded_id: int | None = None  # the image ``boxes`` belong to; None: load again
+        self.version = 0                   # the store's version of it when ``boxes`` were loaded
+        self.boxes: list[dict] = []        # what the canvas starts from (stored, plus suggestions)
+        self.nonce = 0                     # bumped whenever the canvas must redraw from ``boxes``
+        self.dirty = False                 # the canvas differs from the store (as of the last run)
+        self.pending: int | None = None    # the image a move with unsaved changes wants to show
+        self.flash: list[tuple[str, str]] = []
+        self.news: str | None = None       # 'reloaded' or 'stale' (another session saved), else None
+        # read from the store by open(), once per run
+        self.split: str | None = None
+        self.record: ImageRecord | None = None
+        self.saved: list[dict] = []
+        self.stored_version = 0
+        self.position = 0
+        self.total = 0
+
+    @property
+    def canvas_key(self) -> str:
+        """A new key whenever the canvas must redraw: no old drawing comes back under it."""
+        return f"canvas-{self.loaded_id}-{self.nonce}"
+
+    def open(self, split: str | None) -> bool:
+        """Read the image to show in ``split`` (None: all) and what the store holds for it now;
+        load the editor when the image changed, or when another session saved it and this one
+        has no unsaved edits (``news`` 'reloaded'); with unsaved edits ``news`` is 'stale'.
+        False when the split has no image."""
+        self.split, self.news = split, None
+        self.total = self.store.count_images(split)
+        if not self.total:
+            return False
+        try:
+            record = self.store.image(self.image_id) if self.image_id is not None else None
+        except ValueError:  # deleted meanwhile
+            record = None
+        if record is None or (split is not None and record.split != split):
+            record = self.store.images_page(0, 1, split)[0]
+            self.image_id = record.id
+        self.record = record
+        self.saved = stored_boxes(self.store, record.id)
+        self.stored_version = self.store.version(record.id)
+        self.position = self.store.image_index(record.id, split)
+        if self.loaded_id != record.id:
+            self.load()
+        elif self.stored_version != self.version:
+            if self.boxes == self.saved or not self.dirty:
+                self.load()
+                self.news = "reloaded"
+            else:
+                self.news = "stale"
+        return True
+
+    def load(self) -> None:
+        """(Re)load the boxes from the store as read by :meth:`open` (also Revert)."""
+        assert self.record is not None, "open() first"
+        self.nonce += 1
+        self.loaded_id, self.version, self.boxes, self.dirty = self.record.id, self.stored_version, \
+            list(self.saved), False
+
+    def update(self, reported: list[dict] | None) -> list[dict]:
+        """The boxes on the canvas now (``reported``, or :attr:`boxes` before the canvas has
+        reported); sets :attr:`dirty`: they differ from the store, or hold suggestions."""
+        current = self.boxes if reported is None else reported
+        self.dirty = not same_boxes(current, self.saved) or any(b["suggested"] for b in current)
+        return current
+
+    def suggest(self, found: Detections, current: list[dict]) -> int:
+        """Add the model's boxes (``found``, named with the dataset's classes) that repeat no box
+        in ``current``, as suggestions the canvas redraws with; returns how many were added."""
+        kept = list(current)
+        for xyxy, name, _ in found:
+            box = [round(float(v), 2) for v in xyxy]
+            if all(box_iou(box, b["xyxy"]) < SUGGESTION_IOU for b in kept):
+                kept.append({"label": name, "xyxy": box, "suggested": True})
+        self.nonce += 1
+        self.boxes = kept
+        return len(kept) - len(current)
+
+    def save(self, boxes: list[dict], image_id: int, opened_version: int, then: int | None = None) -> None:
+        """Button callback: store ``boxes`` as the image's ground truth, then show image ``then``
+        (default: this one, reloaded).
+
+        Callbacks get the values of the run that drew the button, so a click that Streamlit
+        delivers to two runs (a rerun racing the click) saves once and moves once: a store
+        newer than ``opened_version`` that already holds exactly ``boxes`` is this very save.
+        """
+        classes = self.store.classes()
+        unknown = sorted({b["label"] for b in boxes} - set(classes))
+        if unknown:
+            self.flash = [("error", f"Unknown class {unknown}: choose one of {list(classes)} (turn on edit and "
+                                    f"click the box to relabel it).")]
+            return
+        if not (self.store.version(image_id) > opened_version and
+                same_boxes(stored_boxes(self.store, image_id), boxes)):
+            dets = Detections.from_names(np.array([b["xyxy"] for b in boxes], np.float32).reshape(-1, 4),
+                                         [b["label"] for b in boxes], self.store.class_names())
+            version = self.store.set_boxes(image_id, dets)
+            self.flash = [("success", f"Saved {len(boxes)} boxes on image {image_id}.")]
+            if version != opened_version + 1:
+                self.flash.append(("warning", "Saved — over boxes another session had saved meanwhile (the later "
+                                              "save wins)."))
+        self.loaded_id = None  # reload from the store
+        self.move(then if then is not None else image_id, dirty=False)
+
+    def move(self, target: int | None, dirty: bool) -> None:
+        """Button callback: show image ``target``; with unsaved changes (``dirty``) ask first."""
+        if target is None:
+            self.flash = [("success", f"All {self.total} images here are labeled.")]
+        elif dirty:
+            self.pending = target
+        else:
+            self.image_id, self.pending = target, None
+
+    def stay(self) -> None:
+        """Button callback: keep the unsaved changes and this image."""
+        self.pending = None
+
+    def targets(self) -> dict[str, int | None]:
+        """Where Previous, Next (wrapping around) and Next unlabeled go (None: all labeled)."""
+        assert self.record is not None, "open() first"
+        unlabeled = self.store.next_unlabeled(self.record.id, self.split)
+        at = lambda i: self.store.images_page(i % self.total, 1, self.split)[0].id  # noqa: E731
+        return {"prev": at(self.position - 1), "next": at(self.position + 1),
+                "unlabeled": unlabeled.id if unlabeled else None}
+
+    def take_flash(self) -> list[tuple[str, str]]:
+        """The messages for this run, once."""
+        notes, self.flash = self.flash, []
+        return notes

@@ -1,0 +1,80 @@
+"""Model specs on the pages (:func:`cowdetect.models.resolve` reads every one): the choices a
+selectbox offers, the cached detector a spec names, and its stored evaluations."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cowdetect import DetectorBox
+from cowdetect.config import GPU_ARCHITECTURE
+from cowdetect.detector import CPU_REASON
+from cowdetect.models import ARCHITECTURES, ModelRef, resolve
+from cowdetect.store import ResultRecord, Store
+
+
+@st.cache_resource(max_entries=3, show_spinner=False)
+def _open(spec: str, checkpoint: str | None, modified: float | None, weights_dir: str, _ref: ModelRef) -> DetectorBox:
+    return DetectorBox.open(_ref, weights_dir=weights_dir)
+
+
+def detector_for(store: Store, spec: str = "active") -> tuple[DetectorBox, str]:
+    """(cached DetectorBox, label) of a model spec, shared by all sessions: never mutate it.
+    It follows the spec: 'active' loads anew when another version becomes active, a version
+    when its checkpoint file changes. Raises ValueError for a spec that names nothing."""
+    ref = resolve(store, spec)
+    path = ref.checkpoint
+    return _open(ref.spec, str(path) if path else None, path.stat().st_mtime if path else None,
+                 str(store.weights_dir), ref), ref.label
+
+
+def model_choices(store: Store, active: bool = True, untrained: bool = False,
+                  newest_first: bool = True) -> dict[str, str]:
+    """Selectbox options, model spec → label: 'active', 'pretrained', the stored versions
+    ('#ID'), and with ``untrained`` an untrained model of each architecture."""
+    choices = {"active": "active model (else pretrained)"} if active else {}
+    choices["pretrained"] = resolve(store, "pretrained").label
+    versions = store.models()
+    choices |= {f"#{m.id}": m.label for m in (reversed(versions) if newest_first else versions)}
+    if untrained:
+        choices |= {f"untrained:{a}": f"untrained {a} (random weights)" for a in ARCHITECTURES}
+    return choices
+
+
+def active_model_note(store: Store) -> str:
+    """Which detector the pages use, and why (Markdown)."""
+    import torch
+
+    ref = resolve(store, "active")
+    if ref.kind == "stored":
+        return f"Detector: **{ref.label}** ({ref.architecture}), the active trained version."
+    if torch.cuda.is_available() and ref.architecture == GPU_ARCHITECTURE:
+        return f"Detector: pretrained **{ref.architecture}** with COCO weights (a GPU is present)."
+    why = "its COCO weights are not cached" if torch.cuda.is_available() else CPU_REASON
+    return f"Detector: pretrained **{ref.architecture}** with COCO weights (no trained model yet; {why})."
+
+
+def latest_result(store: Store, spec: str, split: str | None = None) -> ResultRecord | None:
+    """The newest stored evaluation of the model a spec names, optionally on one split."""
+    ref = resolve(store, spec)  # once, not once per result
+
+    def same(r: ResultRecord) -> bool:
+        return r.model_id == ref.model_id if ref.model_id is not None else \
+            r.model_id is None and r.model_label == ref.label
+
+    return next((r for r in store.results() if same(r) and split in (None, r.split)), None)
+
+
+def worst_first(store: Store, spec: str) -> list[int]:
+    """Image ids of the model's latest evaluation, lowest AP first (images without cows last)."""
+    from cowdetect.metrics import worst_first as by_worst
+
+    result = latest_result(store, spec)
+    return [] if result is None else [int(r["image_id"]) for r in by_worst(result.metrics["per_image"])]
+
+
+def detectron2_id(box: DetectorBox, class_id: int) -> int:
+    """The seed's detectron2 class id for one of the model's class ids: COCO's 80 real categories
+    numbered from 0 (person 0, dog 16, cow 19); other models: foreground classes from 0."""
+    names = box.class_names
+    real = [i for i, n in enumerate(names) if i > 0 and n != "N/A"]
+    return real.index(class_id) if class_id in real else class_id - 1
