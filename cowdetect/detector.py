@@ -24,7 +24,6 @@ from .engine import TrainCallback, predict_tensors, train_loop
 from .files import atomic_write
 from .images import ImageSource, load_image
 from .metrics import EvalResult, evaluate_detections
-from .weights import WeightsUnavailableError
 
 CHECKPOINT_FORMAT = "cowdetect-checkpoint"
 # Why the CPU default is chosen (said by DetectorBox.pretrained, the app and the CLI).
