@@ -193,9 +193,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
     else:
-        for r in rows or [{"id": "-", "kind": "", "status": "(no runs yet)", "iteration": "", "total": "",
-                           "checkpoint_iteration": ""}]:
-            print(f"{r['id']:>4}  {r['kind']:<6} {r['status']:<12} {r['iteration']}/{r['total']}  "
+        if not rows:
+            print("no runs yet")
+        for r in rows:
+            print(f"{r['id']:>4}  {r['kind']:<8} {r['status']:<12} {r['iteration']}/{r['total']}  "
                   f"checkpoint {r['checkpoint_iteration']}")
     return 0
 
@@ -351,7 +352,8 @@ def cmd_import_images(args: argparse.Namespace) -> int:
     for name in args.files:
         path = Path(name)
         if not path.is_file():
-            raise ValueError(f"{name}: no such file")
+            raise ValueError(f"{name}: " + (f"a folder; give the image files (e.g. {name}/*.jpg) or a zip"
+                                            if path.is_dir() else "no such file"))
         files.append((path.name, path.read_bytes()))
     return _report(args, import_images(Store(args.data_dir), files, split=args.split))
 

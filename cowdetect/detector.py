@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Callable, Sequence, overload
 
@@ -34,13 +33,16 @@ CHECKPOINT_VERSION = 1
 def resolve_device(device: str | torch.device) -> torch.device:
     """'auto' → CUDA when available, else CPU; 'cuda' without a GPU raises ValueError."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
         raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
+    if dev.type == "cuda" and dev.index is None:
+        # 'cuda' and 'cuda:0' are one GPU: jobs claim a device by this name, one job per device
+        dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 
@@ -334,7 +336,8 @@ def _load_payload(path: Path) -> dict[str, Any]:
     try:
         # weights_only: a checkpoint is data, never code to unpickle.
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - on junk bytes torch raises KeyError, IndexError, TypeError too
+
         raise ValueError(f"weights: {path} is not a readable cowdetect checkpoint ({str(exc).splitlines()[0]})") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"weights: {path} is not a cowdetect checkpoint (save one with DetectorBox.save)")

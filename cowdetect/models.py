@@ -11,6 +11,7 @@ is the only code that reads one.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -249,6 +250,7 @@ def frozen_parameter_names(model: nn.Module) -> list[str]:
 
 # Words a version cannot be called, because the grammar gives them another meaning.
 RESERVED_NAMES = frozenset({"active", "pretrained", "untrained", "coco"})
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_.-]{0,99}"
 
 
 @dataclass(frozen=True)
@@ -287,9 +289,7 @@ def pretrained_architecture(device: torch.device) -> str:
 def check_model_name(name: str) -> str:
     """A valid version name (letters, digits, '-', '_', '.', starting with a letter, at most 100,
     not a reserved word, not ending in '.pt'), or ValueError saying what is allowed."""
-    import re
-
-    if (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,99}", name) or ".." in name
+    if (not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or ".." in name
             or name.lower().endswith(".pt") or name.lower() in RESERVED_NAMES):
         raise ValueError(f"model name: expected letters, digits, '-', '_' or '.', starting with a letter, at most "
                          f"100, not ending in '.pt' and not one of {sorted(RESERVED_NAMES)}; got {name!r}")
@@ -302,11 +302,15 @@ def _stored(record: Any) -> ModelRef:
 
 
 def _file_ref(spec: str) -> ModelRef:
+    import hashlib
+
     from .detector import read_checkpoint_meta
 
     path = Path(spec).expanduser().resolve()
     architecture = read_checkpoint_meta(path)["config"]["architecture"]  # ValueError when not a checkpoint
-    return ModelRef(str(path), "file", architecture, f"{path.name} (file)", None, path)
+    # The label carries the content's hash: two files called m.pt never share a cached evaluation.
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    return ModelRef(str(path), "file", architecture, f"{path.name} (file {digest})", None, path)
 
 
 def _arch_ref(kind: str, architecture: str) -> ModelRef:
@@ -335,12 +339,15 @@ def resolve(store: Any, spec: str | int, device: str | torch.device = "auto") ->
     if text.startswith(("coco:", "untrained:")) or text == "untrained":
         from .config import DEFAULT_ARCHITECTURE
 
-        kind, _, architecture = text.partition(":")
+        kind, colon, architecture = text.partition(":")
+        if colon and not architecture:
+            raise ValueError(f"model: {text!r} names no architecture; expected {kind}:ARCH with ARCH one of "
+                             f"{', '.join(sorted(ARCHITECTURES))}")
         return _arch_ref(kind, architecture or DEFAULT_ARCHITECTURE)
-    if text.lstrip("#").isdigit():
+    if re.fullmatch(r"#?[0-9]+", text):  # ASCII digits only: '²' or '０' are no ids
         return _stored(store.model(int(text.lstrip("#"))))
     if text.lower().endswith(".pt") or "/" in text or "\\" in text:
         return _file_ref(text)
-    if text[0].isalpha():
+    if re.fullmatch(NAME_PATTERN, text) and text.lower() not in RESERVED_NAMES:
         return _stored(store.model_by_name(text))
     raise ValueError(f"model: expected {MODEL_SPEC_HELP}; got {text!r}")

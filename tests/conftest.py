@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# One torch thread per process: tests start workers and CLI processes beside this one, and on two
+# cores two processes with all threads each slow each other ~10x. Set before torch is imported.
+os.environ.setdefault("COWDETECT_THREADS", "1")
 
 from cowdetect import DetectorBox, LabeledDataset  # noqa: E402
 from cowdetect.demo import make_demo  # noqa: E402

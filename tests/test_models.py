@@ -178,3 +178,32 @@ def test_pretrained_means_one_model_everywhere(store, monkeypatch):
     assert settings["architecture"] == box.architecture and settings["base"] == f"coco:{box.architecture}"
     assert settings["base_label"] == f"pretrained {box.architecture}" and box.origin.startswith(settings["base_label"])
     assert settings["config"]["batch_size"] == jobs.training_settings(store, base=settings["base"])["config"]["batch_size"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("##1", "expected a model spec"), ("²", "expected a model spec"), ("０", "expected a model spec"),
+    ("coco", "expected a model spec"), ("coco:", "names no architecture"), ("untrained:", "names no architecture"),
+])
+def test_odd_specs_are_one_clear_message(two_models, spec, message):
+    from cowdetect.models import resolve
+    with pytest.raises(ValueError, match=message):
+        resolve(two_models, spec, "cpu")
+
+
+@pytest.mark.parametrize("content", [b"hello", b"\x80\x02}q\x00.", b"PK\x03\x04 not a zip"])
+def test_a_junk_checkpoint_file_is_a_value_error(two_models, tmp_path, content):
+    """torch.load raises KeyError / IndexError / TypeError on some junk, which reached users as a traceback."""
+    from cowdetect.models import resolve
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="not a readable cowdetect checkpoint|not a cowdetect checkpoint"):
+        resolve(two_models, str(path), "cpu")
+
+
+def test_two_files_of_the_same_name_have_different_labels(two_models, tmp_path):
+    from cowdetect.models import resolve
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    DetectorBox.load(two_models.model(1).checkpoint, device="cpu").save(tmp_path / "a" / "m.pt")
+    DetectorBox.load(two_models.model(2).checkpoint, device="cpu").save(tmp_path / "b" / "m.pt", meta={"other": 1})
+    labels = {resolve(two_models, str(tmp_path / d / "m.pt"), "cpu").label for d in "ab"}
+    assert len(labels) == 2 and all(label.startswith("m.pt (file ") for label in labels)

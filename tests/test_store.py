@@ -121,7 +121,10 @@ def test_models_and_runs(store):
     assert m.checkpoint == store.data_dir / "models" / "by-id" / f"{m.id}.pt" and m.checkpoint.read_bytes() == b"weights"
     with pytest.raises(ValueError, match="taken"):
         store.add_model("m1", "arch", ["cow"], checkpoint_file(store))
-    assert store.unique_model_name("m1") == "m1-2"
+    assert store.add_model("m1", "arch", ["cow"], checkpoint_file(store), unique=True).name == "m1-2"
+    long = "x" * 100
+    store.add_model(long, "arch", ["cow"], checkpoint_file(store))
+    assert store.add_model(long, "arch", ["cow"], checkpoint_file(store), unique=True).name == "x" * 98 + "-2"
     run, created = store.add_run("train", {"a": 1}, total=10)
     assert created and store.add_run("train", {"a": 1}, total=10) == (run, False)  # identical and active: the same
     store.update_run(run, status="done", iteration=10, metrics={"loss": 1.0})
@@ -131,6 +134,15 @@ def test_models_and_runs(store):
         store.update_run(run, status="exploded")
     with pytest.raises(ValueError, match="run fields"):
         store.update_run(run, history=[])
+
+
+def test_a_deleted_version_id_is_never_given_again(store):
+    """'#2' in a queued job or an open page must never come to mean a later version."""
+    store.add_model("a", "arch", ["cow"], checkpoint_file(store))
+    b = store.add_model("b", "arch", ["cow"], checkpoint_file(store))
+    store.delete_model(b.id)
+    c = store.add_model("c", "arch", ["cow"], checkpoint_file(store))
+    assert c.id > b.id and not b.checkpoint.exists() and c.checkpoint.is_file()
 
 
 def test_rename_then_reuse_the_old_name_keeps_both_weights(store):

@@ -128,9 +128,9 @@ def start(store: Store, run_id: int, kind: str, log: Log) -> RunRecord:
     if run.status not in ACTIVE:
         raise ValueError(f"run {run_id} is {run.status}; resume it first")
     me = os.getpid()
-    if run.pid and run.pid != me and pid_alive(run.pid):
-        raise ValueError(f"run {run_id} is already being run by process {run.pid}")
-    store.update_run(run_id, pid=me)
+    owner = store.take_run(run_id, me, pid_alive)
+    if owner is not None:
+        raise ValueError(f"run {run_id} is already being run by process {owner}")
     device, told = run.params["device"], False
     while True:
         if store.run(run_id).stop_requested:  # a stop that came before the start, or while waiting

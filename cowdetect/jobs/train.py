@@ -257,19 +257,19 @@ class TrainingJob:
                               checkpoint_iteration=iteration)
 
     def save_version(self, reached: int) -> RunRecord:
-        """The best (else final) weights become a model version; then its test mAP, filed under it."""
-        best_path = self.folder / "best.pt"
-        box = DetectorBox.load(best_path, device=self.settings["device"]) \
-            if best_path.is_file() and self.best["map_50"] >= 0 else self.box
+        """The best (else final) weights become a model version; then its test mAP, filed under it.
+        A run killed after saving its version and then resumed files no second version."""
+        box = self.best_box()
         if self.test_set is not None:
             after = box.evaluate(self.test_set)
             self.metrics["after"] = _scores(after)
-        name = self.store.unique_model_name(self.settings.get("name") or
-                                            f"{box.architecture.split('_')[0]}-run{self.run_id}")
-        final = box.save(self.folder / "final.pt", meta={"run_id": self.run_id, "iterations": reached})
-        record = self.store.add_model(name, box.architecture, box.classes, final, self.settings["parent_id"],
-                                      self._version_params(reached, box))
-        final.unlink(missing_ok=True)
+        record = next((m for m in self.store.models() if m.params.get("run_id") == self.run_id), None)
+        if record is None:
+            stem = self.settings.get("name") or f"{box.architecture.split('_')[0]}-run{self.run_id}"
+            final = box.save(self.folder / "final.pt", meta={"run_id": self.run_id, "iterations": reached})
+            record = self.store.add_model(stem, box.architecture, box.classes, final, self.settings["parent_id"],
+                                          self._version_params(reached, box), unique=True)
+            final.unlink(missing_ok=True)
         if self.test_set is not None:  # filed under the version's id: it exists now
             self.store.add_result(record.label, self.settings["test_split"],
                                   self.store.dataset_hash(self.settings["test_split"]), after.as_dict(), record.id)
@@ -277,6 +277,13 @@ class TrainingJob:
                               metrics=self.metrics, finished_at=now())
         self.log(f"run {self.run_id}: saved model version {record.label}; {moo(self.metrics)}")
         return self.store.run(self.run_id)
+
+    def best_box(self) -> DetectorBox:
+        """The weights with the best validation mAP when validation ran, else the final ones."""
+        best_path = self.folder / "best.pt"
+        if best_path.is_file() and self.best["map_50"] >= 0:
+            return DetectorBox.load(best_path, device=self.settings["device"])
+        return self.box
 
     def _version_params(self, reached: int, box: DetectorBox) -> dict[str, Any]:
         best = self.best

@@ -20,11 +20,14 @@ class ModelsMixin(StoreBase):
         return model_row(row, self.inside)
 
     def add_model(self, name: str, architecture: str, classes: Sequence[str], checkpoint: str | Path,
-                  parent_id: int | None = None, params: dict[str, Any] | None = None) -> ModelRecord:
+                  parent_id: int | None = None, params: dict[str, Any] | None = None,
+                  unique: bool = False) -> ModelRecord:
         """Register a model version: the checkpoint file is copied to ``models/by-id/ID.pt``.
 
         Files are named by id, so renaming a version can never make a later version with the
-        old name overwrite its weights. All or nothing: on error no row and no file remain.
+        old name overwrite its weights. ``unique``: a taken name gets ``-2``, ``-3``... (chosen
+        under the write lock, so two runs finishing together cannot both take it); otherwise a
+        taken name is refused. All or nothing: on error no row and no file remain.
         """
         from ..models import check_model_name
 
@@ -33,8 +36,10 @@ class ModelsMixin(StoreBase):
         if not source.is_file():
             raise ValueError(f"checkpoint: no file at {source}")
         with self.write_lock() as conn:
-            if conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone():
+            taken = {r[0] for r in conn.execute("SELECT name FROM models")}
+            if name in taken and not unique:
                 raise ValueError(f"model name {name!r} is taken; choose another")
+            name = _free_name(name, taken)
             cur = conn.execute("INSERT INTO models(name, architecture, classes, checkpoint, parent_id, params) "
                                "VALUES (?,?,?,'',?,?)", (name, architecture, json.dumps(list(classes)), parent_id,
                                                          json.dumps(params or {})))
@@ -106,17 +111,20 @@ class ModelsMixin(StoreBase):
         return self.model(record.id)
 
     def delete_model(self, model_id: int) -> None:
-        """Delete a version and its checkpoint file; its children keep working (parent set to none)."""
+        """Delete a version and its checkpoint file; its children keep working (parent set to none).
+        Ids are never reused, so nothing can name or overwrite the deleted version's file later."""
         record = self.model(model_id)
-        with self.connect() as conn:
+        with self.write_lock() as conn:
             conn.execute("DELETE FROM models WHERE id = ?", (record.id,))
-        record.checkpoint.unlink(missing_ok=True)
+            record.checkpoint.unlink(missing_ok=True)
 
-    def unique_model_name(self, stem: str) -> str:
-        """``stem``, or ``stem-2``, ``stem-3``... whichever is free."""
-        taken = {m.name for m in self.models()}
-        name, n = stem, 1
-        while name in taken:
-            n += 1
-            name = f"{stem}-{n}"
-        return name
+
+
+def _free_name(stem: str, taken: set[str]) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``... whichever is not taken (the stem shortened to stay
+    within the 100 characters a name may have)."""
+    name, n = stem, 1
+    while name in taken:
+        n += 1
+        name = f"{stem[:100 - len(str(n)) - 1]}-{n}"
+    return name

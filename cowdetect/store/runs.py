@@ -49,6 +49,18 @@ class RunsMixin(StoreBase):
         with self.connect() as conn:
             conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), int(run_id)))
 
+    def take_run(self, run_id: int, pid: int, alive: Callable[[int | None], bool]) -> int | None:
+        """Record ``pid`` as the worker of run ``run_id`` unless another live process already is;
+        returns None when taken, else that process's pid. Atomic across processes (write lock)."""
+        with self.write_lock() as conn:
+            row = conn.execute("SELECT pid FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+            if row is None:
+                raise ValueError(f"run {run_id}: no such run")
+            if row["pid"] and row["pid"] != pid and alive(row["pid"]):
+                return int(row["pid"])
+            conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (pid, int(run_id)))
+        return None
+
     def claim_device(self, run_id: int, device: str, pid: int, alive: Callable[[int | None], bool]) -> int | None:
         """Mark run ``run_id`` running on ``device`` for process ``pid`` unless another live run
         holds the device; returns None when claimed, else the id of the run that holds it.

@@ -105,15 +105,35 @@ MIGRATIONS: list[str] = [
     CREATE INDEX images_split ON images(split, id);
     CREATE INDEX images_labeled ON images(labeled, id);
     """,
-    # 4: typed rows — the unused per-run history column goes; model names start with a letter
-    # (so a name can never be read as an id: see cowdetect.models.resolve) and never end in
-    # '.pt' (so it can never be read as a file);
-    # runs are looked up by status when a job claims its device.
+    # 4: typed rows. The unused per-run history column goes. Model ids are never given out twice
+    # (AUTOINCREMENT: a job or a page that names '#3' can never get a later version that reused
+    # a deleted one's id), so the table is rebuilt. Names start with a letter (so a name can never
+    # be read as an id, see cowdetect.models.resolve), never end in '.pt' (never read as a file)
+    # and are not words of the spec grammar: older names that break this become 'v<id>-<name>'.
+    # Runs are looked up by status when a job claims its device.
     """
     ALTER TABLE runs DROP COLUMN history;
-    UPDATE models SET name = 'v' || id || '-' || name
-        WHERE name NOT GLOB '[A-Za-z]*' OR lower(name) LIKE '%.pt' OR lower(name) IN ('active', 'pretrained',
-                                                                                     'untrained', 'coco');
+    CREATE TABLE models_v4 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        architecture TEXT NOT NULL,
+        classes TEXT NOT NULL,
+        checkpoint TEXT NOT NULL,
+        parent_id INTEGER REFERENCES models(id) ON DELETE SET NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL DEFAULT (datetime('now')),
+        active INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO models_v4 SELECT id, name, architecture, classes, checkpoint, parent_id, params, created_at, active
+        FROM models;
+    DROP TABLE models;
+    ALTER TABLE models_v4 RENAME TO models;
+    UPDATE models SET name = 'v' || id || '-' || substr(name, 1, 80) ||
+            CASE WHEN EXISTS (SELECT 1 FROM models other WHERE other.name = 'v' || models.id || '-' ||
+                                                                                substr(models.name, 1, 80))
+                 THEN '-' || lower(hex(randomblob(3))) ELSE '' END
+        WHERE name NOT GLOB '[A-Za-z]*' OR lower(name) LIKE '%.pt'
+           OR lower(name) IN ('active', 'pretrained', 'untrained', 'coco');
     CREATE INDEX runs_status ON runs(status, device);
     """,
 ]

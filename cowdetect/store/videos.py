@@ -24,13 +24,19 @@ class VideosMixin(StoreBase):
             row = conn.execute("SELECT * FROM videos WHERE sha256 = ?", (sha,)).fetchone()
             if row is not None:
                 return self._attach_truth(conn, row, gt_rel, ground_truth)
-            atomic_write_bytes(self.inside(rel), data)
-            if ground_truth is not None:
-                atomic_write_bytes(self.inside(gt_rel), ground_truth.encode())
-            cur = conn.execute("INSERT INTO videos(sha256, file, original_name, width, height, fps, frames, gt_file) "
-                               "VALUES (?,?,?,?,?,?,?,?)", (sha, rel.as_posix(), name, width, height, fps, frames,
-                                                            gt_rel.as_posix() if ground_truth is not None else None))
-            row = conn.execute("SELECT * FROM videos WHERE id = ?", (cur.lastrowid,)).fetchone()
+            written = [self.inside(rel)] + ([self.inside(gt_rel)] if ground_truth is not None else [])
+            try:
+                atomic_write_bytes(written[0], data)
+                if ground_truth is not None:
+                    atomic_write_bytes(written[1], ground_truth.encode())
+                cur = conn.execute("INSERT INTO videos(sha256, file, original_name, width, height, fps, frames, "
+                                   "gt_file) VALUES (?,?,?,?,?,?,?,?)", (sha, rel.as_posix(), name, width, height, fps,
+                                   frames, gt_rel.as_posix() if ground_truth is not None else None))
+                row = conn.execute("SELECT * FROM videos WHERE id = ?", (cur.lastrowid,)).fetchone()
+            except BaseException:  # a full disk, a kill: no file without its row
+                for path in written:
+                    path.unlink(missing_ok=True)
+                raise
         with_truth = " with its ground truth" if ground_truth is not None else ""
         return video_row(row, self.inside), f"Added {name}{with_truth}."
 
