@@ -11,10 +11,11 @@ from cowdetect.metrics import worst_first
 st.title("Evaluate")
 store = ui.store()
 choices = ui.model_choices(store, active=False, newest_first=False)
-c1, c2 = st.columns([3, 1])
+c1, c2, c3 = st.columns([3, 1, 1])
 picked = c1.multiselect("Model versions (before → after: pick the older first)", list(choices),
                         default=list(choices)[-2:], format_func=choices.get, key="eval_models")
 split = c2.selectbox("Split", ["test", "val", "train"], key="eval_split")
+tiles = ui.tiles_picker("eval_tiles", c3)
 if not picked:
     st.info("Pick one or more model versions.")
     st.stop()
@@ -22,7 +23,7 @@ if not picked:
 settings, problems = {}, []
 for model in picked:
     try:
-        settings[model] = jobs.evaluation_settings(store, model, split)
+        settings[model] = jobs.evaluation_settings(store, model, split, tiles=tiles)
     except ValueError as exc:
         problems.append(str(exc))
 for problem in dict.fromkeys(problems):

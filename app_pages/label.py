@@ -16,7 +16,7 @@ editor: ui.LabelEditor = st.session_state["label_editor"]  # the edit state: ui/
 
 for kind, text in editor.take_flash():
     getattr(st, kind)(text)
-top = st.columns([2, 2, 3])
+top = st.columns([2, 2, 3, 2])
 split = top[0].selectbox("Images", ["all", "train", "val", "test", "unassigned"], key="label_split")
 where = None if split == "all" else split
 if not editor.open(where):
@@ -24,6 +24,7 @@ if not editor.open(where):
     st.stop()
 new_class = top[1].selectbox("Class for new boxes", store.classes(), key="label_class")
 threshold = top[2].slider("Suggestion score threshold", 0.05, 0.95, 0.5, 0.05, key="label_threshold")
+tiles = ui.tiles_picker("label_tiles", top[3])
 
 record, total = editor.record, editor.total
 width, height, scale = ui.canvas_size(record.width, record.height)
@@ -59,7 +60,7 @@ buttons[0].button("Save", type="primary", shortcut="S", key=f"save-{here}", on_c
 if buttons[1].button("Suggest boxes", shortcut="G", key=f"suggest-{here}"):
     box, _ = ui.detector_for(store, "active")
     with st.spinner("Detecting…"):
-        found = box.predict(record.path).with_class_names(store.class_names()).above(threshold)
+        found = box.predict(record.path, tiles=tiles).with_class_names(store.class_names()).above(threshold)
     editor.suggest(found, current)
     st.rerun()
 if buttons[2].button("Revert", key=f"revert-{here}", disabled=not dirty):

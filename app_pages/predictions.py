@@ -14,10 +14,11 @@ params = st.query_params
 models = ui.model_choices(store)
 if params.get("model") in models and "pred_model" not in st.session_state:
     st.session_state["pred_model"] = params["model"]
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 model = c1.selectbox("Model", list(models), format_func=models.get, key="pred_model")
 threshold = c2.slider("Score threshold", 0.05, 0.95, 0.5, 0.05, key="pred_threshold")
-overlay = c3.toggle("Overlay on one image", False, key="pred_overlay")
+tiles = ui.tiles_picker("pred_tiles", c3)
+overlay = c4.toggle("Overlay on one image", False, key="pred_overlay")
 source = st.radio("Image", ["stored", "upload"], horizontal=True, key="pred_source")
 
 gt = None
@@ -62,7 +63,7 @@ except ValueError as exc:  # e.g. the version was deleted in another session
     st.error(str(exc))
     st.stop()
 with st.spinner("Detecting…"):
-    found = box.predict(rgb).above(threshold)
+    found = box.predict(rgb, tiles=tiles).above(threshold)
 scored = found.with_class_names(store.class_names())  # the dataset's classes, matched by name
 others = found[[n not in store.classes() for n in found.names]] if len(found) else found
 tp, matched = match(scored, gt, 0.5) if gt is not None else (None, None)

@@ -37,7 +37,9 @@ video_id = st.selectbox("Video", ids, index=ids.index(st.session_state["video_id
                         format_func=lambda i: f"{videos[i].original_name} · {videos[i].width}×{videos[i].height} · "
                         f"{videos[i].frames} frames" + (" · ground truth" if videos[i].gt_path else ""))
 with st.form("track"):
-    model = ui.model_picker(store, key="track_model")
+    m1, m2 = st.columns([3, 1])
+    model = ui.model_picker(store, key="track_model", where=m1)
+    tiles = ui.tiles_picker("track_tiles", m2)
     c1, c2, c3 = st.columns(3)
     score = c1.slider("Score threshold", 0.05, 0.95, defaults.score_threshold, 0.05, key="score")
     distance = c2.radio("Distance", list(DISTANCES), horizontal=True, key="distance",
@@ -57,7 +59,7 @@ if go:
     try:
         settings = jobs.tracking_settings(store, video_id, model=model, score_threshold=score, distance=distance,
                                           distance_threshold=threshold or None, hit_counter_max=int(hit_max),
-                                          initialization_delay=int(delay), detect_every=int(every))
+                                          initialization_delay=int(delay), detect_every=int(every), tiles=tiles)
     except ValueError as exc:
         st.error(str(exc))
         st.stop()

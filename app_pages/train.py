@@ -36,6 +36,16 @@ with st.form("settings"):
     choice = {"model's default": None, "on": True, "off": False}
     colour = a2.selectbox("Colour jitter", list(choice), key="colour", help=per_model("color_jitter"))
     scale = a3.selectbox("Scale jitter (zoom out / crop)", list(choice), key="scale", help=per_model("scale_jitter"))
+    st.caption("Small cows and forgetting: tile crops train on tile-sized windows, so distant cows are learnt at the "
+               "size tiles show them; a slower backbone and mixing back the starting weights (WiSE-FT) keep what "
+               "COCO taught the model, so fine-tuning on a few images of one barn does not wreck the rest.")
+    r1, r2, r3 = st.columns(3)
+    fraction = lambda col, label, key, values: col.selectbox(  # noqa: E731
+        label, [None, *values], key=key, format_func=lambda v: "model's default" if v is None else f"{v:g}",
+        help=per_model(key))
+    tile_crops = fraction(r1, "Tile crops (probability)", "tile_crops", (0.0, 0.25, 0.5, 0.75))
+    backbone_lr = fraction(r2, "Backbone learning rate (× heads')", "backbone_lr", (1.0, 0.3, 0.1))
+    keep_start = fraction(r3, "Keep starting weights (WiSE-FT)", "keep_start", (0.0, 0.25, 0.5, 0.75))
     estimate = st.form_submit_button("Estimate duration")
     start = st.form_submit_button("Start training", type="primary")
 
@@ -45,7 +55,8 @@ if estimate or start:
             store, base=base, iterations=int(iterations), batch_size=int(batch) or None, learning_rate=lr or None,
             checkpoint_every=int(checkpoint_every), eval_every=int(eval_every), patience=int(patience),
             horizontal_flip=flip, color_jitter=choice[colour], scale_jitter=choice[scale],
-            freeze_backbone=freeze, name=name or None)
+            freeze_backbone=freeze, backbone_lr=backbone_lr, tile_crops=tile_crops, keep_start=keep_start,
+            name=name or None)
     except ValueError as exc:
         st.error(str(exc))
         st.stop()

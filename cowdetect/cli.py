@@ -98,9 +98,17 @@ def _open_detector(args: argparse.Namespace, store: Any) -> tuple[Any, Any]:
     return box, ref
 
 
+def _tiles_arg(p: argparse.ArgumentParser) -> None:
+    from .tiling import TILES_HELP
+
+    p.add_argument("--tiles", default="off", help=f"sliced inference for small, distant cows: {TILES_HELP} "
+                                                  "(default off)")
+
+
 def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("image")
     _model_args(p)
+    _tiles_arg(p)
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--out", help="also write the image with boxes drawn (PNG/JPEG)")
 
@@ -109,16 +117,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .images import load_image
     from .store import Store
 
+    from .tiling import check_grid, parse_tiles
+
+    tiles = parse_tiles(args.tiles)  # checked before any work
     store = Store(args.data_dir)
     image = load_image(args.image)
+    check_grid(tiles, image.shape[1], image.shape[0])
     box, ref = _open_detector(args, store)
     label = ref.label
     if args.out:
-        dets, drawn = box.predict(image, visualize=True, score_threshold=args.score_threshold)
+        dets, drawn = box.predict(image, visualize=True, score_threshold=args.score_threshold, tiles=tiles)
         from PIL import Image
         Image.fromarray(drawn).save(args.out)
     else:
-        dets = box.predict(image, score_threshold=args.score_threshold)
+        dets = box.predict(image, score_threshold=args.score_threshold, tiles=tiles)
     view = dets.to_detectron2()
     if args.json:
         _print_json({"image": args.image, "model": label, **view})
@@ -145,6 +157,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                                                               "better val mAP (0: never, the default)")
     p.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a stopped, failed or interrupted run")
     p.add_argument("--freeze-backbone", action="store_true")
+    p.add_argument("--backbone-lr", type=float, default=None,
+                   help="the backbone's learning rate as a fraction of the heads' (0-1; default: the architecture's)")
+    p.add_argument("--tile-crops", type=float, default=None, help="probability of training on a tile-sized "
+                   "crop, to learn small cows at the scale tiles show them (0-1; default: the architecture's)")
+    p.add_argument("--keep-start", type=float, default=None, help="WiSE-FT: mix this fraction of the starting "
+                   "weights into the final ones, so fine-tuning forgets less (0-1; default: the architecture's)")
     p.add_argument("--name", help="model version name (default: architecture + run id)")
     p.add_argument("--log-every", type=float, default=5.0, help="seconds between progress lines")
 
@@ -161,7 +179,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         settings = jobs.training_settings(
             store, base=args.model, iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience,
-            freeze_backbone=args.freeze_backbone, train_split=args.split, device=args.device, name=args.name,
+            freeze_backbone=args.freeze_backbone, backbone_lr=args.backbone_lr, tile_crops=args.tile_crops,
+            keep_start=args.keep_start, train_split=args.split, device=args.device, name=args.name,
             seed=args.seed)
         run_id = jobs.create_training_run(store, settings)
     print(f"run {run_id}", file=sys.stderr)
@@ -216,6 +235,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def add_evaluate_args(p: argparse.ArgumentParser) -> None:
     _model_args(p)
+    _tiles_arg(p)
     p.add_argument("--split", default="test")
     p.add_argument("--predictions", metavar="OUT.json",
                    help="also write the detections in COCO results format (ids as in export-coco --split S)")
@@ -226,17 +246,20 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .store import Store
 
+    from .tiling import tiles_text
+
+    tiles = tiles_text(args.tiles)  # checked before any work
     store = Store(args.data_dir)
     dataset = store.dataset(args.split)
     if not len(dataset):
         raise ValueError(f"split {args.split!r} has no labeled images to evaluate on")
     box, ref = _open_detector(args, store)
-    label, model_id = ref.label, ref.model_id
+    label = ref.label if tiles == "off" else f"{ref.label} · tiles {tiles}"
     print(f"evaluating {label} on {len(dataset)} {args.split} images", file=sys.stderr)
-    predictions = box.predict_dataset(dataset)
+    predictions = box.predict_dataset(dataset, tiles=tiles)
     result = box.evaluate(dataset, predictions=predictions, backend=args.backend)
     metrics = result.as_dict()
-    store.add_result(label, args.split, store.dataset_hash(args.split), metrics, model_id)
+    store.add_result(label, args.split, store.dataset_hash(args.split), metrics, ref.model_id, tiles)
     if args.predictions:
         from .files import atomic_write_bytes
         from .formats import coco_results
@@ -266,6 +289,7 @@ def add_track_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--initialization-delay", type=int, default=None, help="frames before a new id (default 3)")
     p.add_argument("--detect-every", type=int, default=None, help="detect every k-th frame (default 3)")
     p.add_argument("--batch-size", type=int, default=None, help="frames per detector batch (default 4)")
+    _tiles_arg(p)
 
 
 def cmd_track(args: argparse.Namespace) -> int:
@@ -275,6 +299,9 @@ def cmd_track(args: argparse.Namespace) -> int:
     from .config import TrackConfig
     from .store import Store
 
+    from .tiling import tiles_text
+
+    tiles = tiles_text(args.tiles)  # checked before any work
     store = Store(args.data_dir)
     if args.video == "demo":
         demo = [v for v in store.videos() if v.original_name == "demo-cows.mp4"]
@@ -294,7 +321,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         "score_threshold": args.score_threshold, "distance": args.distance,
         "distance_threshold": args.distance_threshold, "hit_counter_max": args.hit_counter_max,
         "initialization_delay": args.initialization_delay, "detect_every": args.detect_every,
-        "batch_size": args.batch_size}.items() if v is not None and v != getattr(defaults, k)}
+        "batch_size": args.batch_size, "tiles": tiles}.items() if v is not None and v != getattr(defaults, k)}
     settings = jobs.tracking_settings(store, video_id, model=args.model, device=args.device, **config)
     run_id = jobs.create_tracking_run(store, settings)
     print(f"run {run_id}: tracking with {settings['model_label']}", file=sys.stderr)

@@ -48,9 +48,9 @@ class DetectorConfig:
 # (89 s on 2 CPU cores); frozen batch-norm diverged at that rate. Faster R-CNN: the seed's
 # batch 2 at lr 0.01 (measured on the demo data), with a longer warm-up.
 _SSD = {"batch_size": 8, "learning_rate": 0.004, "warmup_iterations": 20, "color_jitter": True,
-        "scale_jitter": True}
+        "scale_jitter": True, "tile_crops": 0.0, "backbone_lr": 1.0, "keep_start": 0.0}
 _FASTER_RCNN = {"batch_size": 2, "learning_rate": 0.01, "warmup_iterations": 100, "color_jitter": False,
-                "scale_jitter": False}
+                "scale_jitter": False, "tile_crops": 0.0, "backbone_lr": 1.0, "keep_start": 0.0}
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "ssd_mobilenet_v2_coco": _SSD,
     "fasterrcnn_mobilenet_v3_large_320_fpn": _FASTER_RCNN,
@@ -99,6 +99,15 @@ class TrainConfig:
     seed: int = 0
     # Freeze the backbone (train only the detection heads).
     freeze_backbone: bool = False
+    # The backbone's learning rate as a fraction of the heads' (1 = the same). Lower keeps more of
+    # what COCO taught it when the training set is small and narrow.
+    backbone_lr: float = _SSD["backbone_lr"]
+    # Probability of training on a tile-sized crop around a box (the size 'tiles auto' shows the
+    # detector at prediction time), so small, distant cows are learnt at the scale they are found.
+    tile_crops: float = _SSD["tile_crops"]
+    # Weight averaging (WiSE-FT): the final weights are (1 - keep_start) x fine-tuned + keep_start x
+    # the starting weights, so fine-tuning on one barn does not wreck the rest.
+    keep_start: float = _SSD["keep_start"]
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -108,6 +117,10 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected a positive whole number, got {value!r}")
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < float("inf")):
             raise ValueError(f"learning_rate: expected a positive number, got {self.learning_rate!r}")
+        for name in ("backbone_lr", "tile_crops", "keep_start"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise ValueError(f"{name}: expected a number from 0 to 1, got {value!r}")
         if self.checkpoint_every < 0 or self.warmup_iterations < 0:
             raise ValueError(f"checkpoint_every and warmup_iterations: expected 0 or more, got "
                              f"{self.checkpoint_every} and {self.warmup_iterations}")
@@ -182,6 +195,9 @@ class TrackConfig:
     max_output_side: int = 1920
     # Frames of centre history drawn behind each cow.
     trail_length: int = 25
+    # Sliced inference for small, distant cows: 'off', 'auto' or 'ROWSxCOLS' (cowdetect.tiling).
+    # Off by default: tiles cost a detector pass each (see README, small cows).
+    tiles: str = "off"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -197,3 +213,5 @@ class TrackConfig:
             raise ValueError(f"trail_length: expected 0 or more, got {self.trail_length}")
         if not self.classes:
             raise ValueError("classes: expected at least one class name to track")
+        if not isinstance(self.tiles, str):
+            raise ValueError(f"tiles: expected 'off', 'auto' or 'ROWSxCOLS', got {self.tiles!r}")

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence, overload
 
 import torch
 
-from . import models
+from . import models, tiling
 from .config import DEFAULT_ARCHITECTURE, GPU_ARCHITECTURE, DetectorConfig, TrainConfig, from_dict, to_dict
 from .data import LabeledDataset
 from .detections import BACKGROUND, Detections
@@ -193,30 +193,51 @@ class DetectorBox:
                 batch_size: int = ...) -> Any: ...
 
     def predict(self, image: Any, visualize: bool = False, score_threshold: float | None = None,
-                batch_size: int = 4) -> Any:
+                batch_size: int = 4, tiles: str | tuple[int, int] = "off") -> Any:
         """Detect objects in one image or a list of images.
 
         Args:
             image: a path, bytes, PIL image or RGB uint8 array (H, W, 3) — or a list of them.
             visualize: also return the image (RGB uint8) with boxes, names and scores drawn.
             score_threshold: keep boxes scoring at least this (default: the model's own).
+            tiles: 'off', 'auto' or (rows, cols) / 'ROWSxCOLS': also detect on overlapping tiles
+                shown at the model's input size, for small, distant cows (:mod:`cowdetect.tiling`).
 
         Returns:
             :class:`Detections` (xyxy pixels of the input image; ``.to_detectron2()`` gives
             ``pred_classes``, ``pred_boxes``, ``scores``), or ``(detections, drawn)`` with
             ``visualize``; a list of those for a list input.
         """
+        spec = tiling.parse_tiles(tiles)
         batched = _is_image_list(image)
         sources = list(image) if batched else [image]
         arrays = [load_image(src) for src in sources]
-        outputs = predict_tensors(self.model, arrays, self.device, batch_size)
         results = []
-        for rgb, out in zip(arrays, outputs):
-            det = Detections.from_torchvision(out, self.class_names)
+        for rgb, det in zip(arrays, self.detect_arrays(arrays, batch_size, spec)):
             if score_threshold is not None:
                 det = det.above(score_threshold)
             results.append((det, draw_detections(rgb, det)) if visualize else det)
         return results if batched else results[0]
+
+    @property
+    def input_size(self) -> int:
+        """The side, in pixels, at which the model sees an image (SSD 300; Faster R-CNN its min_size)."""
+        return models.input_size(self.model)
+
+    def detect_arrays(self, arrays: Sequence[Any], batch_size: int = 4,
+                      tiles: str | tuple[int, int] = "off") -> list[Detections]:
+        """The model's own detections (all scores above its threshold, xyxy px) for RGB uint8 arrays,
+        each on the whole image plus the tiles ``tiles`` asks for (already parsed or not)."""
+        spec = tiling.parse_tiles(tiles)
+
+        def detect(images: list[Any]) -> list[Detections]:
+            outs = predict_tensors(self.model, images, self.device, batch_size)
+            return [Detections.from_torchvision(o, self.class_names) for o in outs]
+
+        if spec == "off":
+            return detect(list(arrays))
+        return [tiling.detect_tiled(detect, rgb, tiling.grid_for(spec, rgb.shape[1], rgb.shape[0], self.input_size))
+                for rgb in arrays]
 
     # -- train --------------------------------------------------------------------------
     def train(self, dataset: LabeledDataset, iterations: int | None = None, *, batch_size: int | None = None,
@@ -264,14 +285,20 @@ class DetectorBox:
             if on_checkpoint is not None:
                 on_checkpoint(iteration, path)
 
-        return train_loop(self.model, dataset, cfg, self.device, callback,
-                          save_checkpoint if checkpoint_dir is not None else None,
-                          start_iteration=start_iteration, optimizer_state=optimizer_state)
+        # WiSE-FT (cfg.keep_start): the weights training starts from, mixed back in at the end
+        start = {k: v.detach().clone() for k, v in self.model.state_dict().items()} \
+            if cfg.keep_start and start_iteration == 0 else None
+        history = train_loop(self.model, dataset, cfg, self.device, callback,
+                             save_checkpoint if checkpoint_dir is not None else None,
+                             start_iteration=start_iteration, optimizer_state=optimizer_state)
+        if start is not None and history and history[-1]["iteration"] == cfg.iterations:
+            models.average_weights(self.model, start, cfg.keep_start)
+        return history
 
     # -- evaluate -----------------------------------------------------------------------
     def evaluate(self, dataset: LabeledDataset, *, batch_size: int = 4, backend: str | None = None,
                  iou_threshold: float = 0.5, score_threshold: float = 0.5,
-                 predictions: list[Detections] | None = None) -> EvalResult:
+                 predictions: list[Detections] | None = None, tiles: str | tuple[int, int] = "off") -> EvalResult:
         """COCO mAP of this model on ``dataset`` (torchmetrics, pycocotools semantics).
 
         Returns map (IoU .50:.95), map_50, map_75, per-class AP and a per-image table (TP,
@@ -281,21 +308,21 @@ class DetectorBox:
         """
         if not len(dataset):
             raise ValueError(f"dataset {dataset.name!r}: no images to evaluate on")
-        preds = predictions if predictions is not None else self.predict_dataset(dataset, batch_size)
+        preds = predictions if predictions is not None else self.predict_dataset(dataset, batch_size, tiles=tiles)
         return evaluate_detections(preds, [s.boxes for s in dataset], [s.image_id for s in dataset],
                                    backend=backend, iou_threshold=iou_threshold, score_threshold=score_threshold)
 
     def predict_dataset(self, dataset: LabeledDataset, batch_size: int = 4,
-                        progress: Callable[[int, int], bool] | None = None) -> list[Detections]:
+                        progress: Callable[[int, int], bool] | None = None,
+                        tiles: str | tuple[int, int] = "off") -> list[Detections]:
         """Detections (xyxy px, the model's own class names, all scores ≥ its threshold) for each
-        image of ``dataset``. ``progress(done, total)`` after each batch; return False to stop
-        (raises InterruptedError)."""
+        image of ``dataset``, with ``tiles`` as in :meth:`predict`. ``progress(done, total)`` after
+        each batch; return False to stop (raises InterruptedError)."""
+        spec = tiling.parse_tiles(tiles)
         preds: list[Detections] = []
         for start in range(0, len(dataset), batch_size):
             chunk = dataset.samples[start:start + batch_size]
-            arrays = [s.load() for s in chunk]
-            outs = predict_tensors(self.model, arrays, self.device, batch_size)
-            preds.extend(Detections.from_torchvision(o, self.class_names) for o in outs)
+            preds.extend(self.detect_arrays([s.load() for s in chunk], batch_size, spec))
             if progress is not None and progress(len(preds), len(dataset)) is False:
                 raise InterruptedError(f"stopped after {len(preds)} of {len(dataset)} images")
         return preds

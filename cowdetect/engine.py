@@ -80,9 +80,15 @@ def _next_batch(dataset: LabeledDataset, order: list[int], rng: np.random.Genera
 
 def _optimizer(model: nn.Module, config: TrainConfig, state: dict | None) -> torch.optim.Optimizer:
     """SGD over the trainable parameters, with ``state`` (a resumed run's momentum) when given."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    from .models import backbone_parameters
+
+    # The feature extractor may learn slower than the heads (config.backbone_lr): what COCO
+    # taught it is forgotten less on a small, narrow dataset.
+    backbone = {id(p) for p in backbone_parameters(model)}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and (id(p) in backbone) == inside],
+               "lr_scale": scale} for inside, scale in ((True, config.backbone_lr), (False, 1.0))]
+    optimizer = torch.optim.SGD([g for g in groups if g["params"]], lr=config.learning_rate,
+                                momentum=config.momentum, weight_decay=config.weight_decay)
     if state is not None:
         optimizer.load_state_dict(state)
     return optimizer
@@ -124,7 +130,10 @@ def train_loop(model: nn.Module, dataset: LabeledDataset, config: TrainConfig, d
     # Seeded by (seed, start) so a run and its resume are each repeatable.
     rng = np.random.default_rng([config.seed, start_iteration])
     torch.manual_seed(config.seed * 1_000_003 + start_iteration)  # the augmentations draw from torch's generator
-    augment = Augment(config)
+    from .models import input_size
+    from .tiling import MAGNIFICATION
+
+    augment = Augment(config, tile_side=input_size(model) / MAGNIFICATION)
     optimizer = _optimizer(model, config, optimizer_state)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     model.to(device).train()
@@ -135,7 +144,7 @@ def train_loop(model: nn.Module, dataset: LabeledDataset, config: TrainConfig, d
         images, targets = _tensors(_next_batch(dataset, order, rng, config.batch_size), augment, device)
         lr = config.learning_rate * lr_factor(iteration, config)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         value, parts = _step(model, optimizer, scaler, images, targets, iteration, config, device)
         record = {"iteration": iteration + 1, "loss": value, "lr": lr,
                   "seconds": time.perf_counter() - started, **parts}
@@ -165,7 +174,7 @@ def validation_loss(model: nn.Module, dataset: LabeledDataset, device: torch.dev
         m.eval()
     totals: dict[str, float] = {}
     batches = 0
-    no_augment = Augment(TrainConfig(horizontal_flip=False))
+    no_augment = Augment(TrainConfig(horizontal_flip=False, color_jitter=False, scale_jitter=False))
     try:
         for start in range(0, len(dataset), batch_size):
             images, targets = _tensors(dataset.samples[start:start + batch_size], no_augment, device)

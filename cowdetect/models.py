@@ -230,15 +230,34 @@ def replace_head(model: nn.Module, old_names: tuple[str, ...], new_names: tuple[
     return model
 
 
+def input_size(model: nn.Module) -> int:
+    """The side, in pixels, at which ``model`` sees an image: SSD 300, a Faster R-CNN its min_size."""
+    transform = getattr(model, "transform", None)
+    if transform is not None:
+        return int(transform.min_size[-1])
+    from .ssd import INPUT_SIZE
+    return INPUT_SIZE
+
+
+def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The feature extractor's parameters (FPN / SSD's extra layers included), not the heads'."""
+    parts = [model.stem, model.blocks, model.last, model.extras] if hasattr(model, "cls_heads") else [model.backbone]
+    return [param for part in parts for param in part.parameters()]
+
+
 def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
     """Freeze or unfreeze the feature extractor (FPN / extra layers included); heads stay trainable."""
-    if hasattr(model, "cls_heads"):
-        parts = [model.stem, model.blocks, model.last, model.extras]
-    else:
-        parts = [model.backbone]
-    for part in parts:
-        for param in part.parameters():
-            param.requires_grad_(trainable)
+    for param in backbone_parameters(model):
+        param.requires_grad_(trainable)
+
+
+@torch.no_grad()
+def average_weights(model: nn.Module, start: dict[str, torch.Tensor], keep: float) -> None:
+    """WiSE-FT in place: every floating-point tensor of ``model`` becomes (1 - keep) x itself +
+    keep x its value in ``start`` (batch-norm statistics too; integer counters stay)."""
+    for key, value in model.state_dict().items():
+        if value.is_floating_point() and key in start and start[key].shape == value.shape:
+            value.mul_(1.0 - keep).add_(start[key].to(value.device), alpha=keep)
 
 
 def frozen_parameter_names(model: nn.Module) -> list[str]:

@@ -237,7 +237,10 @@ class _Pipeline:
         self.reused_frames += len(keyed) - len(todo)
         if todo:
             t0 = time.perf_counter()
-            outputs = self.detector.predict([_resize(f.rgb, self.detect_scale) for f in todo], batch_size=len(todo))
+            frames = [_resize(f.rgb, self.detect_scale) for f in todo]
+            # keyword only when tiling, so any object with the plain predict(images, batch_size) detects
+            extra = {"tiles": self.config.tiles} if self.config.tiles != "off" else {}
+            outputs = self.detector.predict(frames, batch_size=len(todo), **extra)
             self.detector_seconds += time.perf_counter() - t0
             for f, dets in zip(todo, outputs):
                 raw[f.index] = dets.scaled(1.0 / self.detect_scale)

@@ -25,12 +25,13 @@ from .images import image_uri, labeled_thumbnail, thumbnail, thumbnail_uri
 from .models import active_model_note, detector_for, detectron2_id, latest_result, model_choices, worst_first
 from .runs import compare_tracks, launch, loss_charts, progress_bar, run_picker, training_scores, track_results
 from .tables import comparison_table, model_table, per_image_table, pr_curves, results_table
-from .widgets import coco_images, flash, import_report, model_picker, move_button, show_flash, thumbnail_grid
+from .widgets import (coco_images, flash, import_report, model_picker, move_button, show_flash, thumbnail_grid,
+                      tiles_picker)
 
 __all__ = [
     "LabelEditor", "NEW_COLOR", "SAVED_COLOR", "SUGGESTED_COLOR", "active_model_note", "box_iou",
     "boxes_to_objects", "canvas_boxes", "canvas_size", "coco_images", "compare_tracks", "comparison_table",
-    "data_dir", "detector_for", "detectron2_id", "flash", "image_uri", "import_report", "labeled_thumbnail",
+    "data_dir", "tiles_picker", "detector_for", "detectron2_id", "flash", "image_uri", "import_report", "labeled_thumbnail",
     "latest_result", "launch", "loss_charts", "model_choices", "model_picker", "model_table", "move_button",
     "per_image_table", "pr_curves", "progress_bar", "results_table", "run_picker", "show_flash",
     "start_demo_generation", "store", "thumbnail", "thumbnail_grid", "thumbnail_uri",

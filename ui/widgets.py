@@ -22,6 +22,16 @@ def model_picker(store: Store, label: str = "Model", key: str | None = None, whe
     return where.selectbox(label, list(options), format_func=options.get, key=key)
 
 
+TILE_CHOICES = ["off", "auto", "2x2", "3x3", "4x4", "6x6"]
+
+
+def tiles_picker(key: str, where: Any = st) -> str:
+    """A selectbox of sliced-inference settings (cowdetect.tiling); returns 'off', 'auto' or 'RxC'."""
+    return where.selectbox("Tiles (small, distant cows)", TILE_CHOICES, key=key,
+                           help="auto: also look at overlapping tiles, each shown to the detector at twice the "
+                                "size, when the image is large for the model. Slower: one detector pass a tile.")
+
+
 def flash(key: str, kind: str, text: str) -> None:
     """Keep a message (``kind``: an ``st`` function name) for :func:`show_flash` in the next run
     (a button callback's result, shown by the run the click starts)."""

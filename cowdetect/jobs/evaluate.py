@@ -11,15 +11,18 @@ from typing import Any
 from ..detections import BACKGROUND
 from ..detector import DetectorBox, resolve_device
 from ..models import coco_class_names, resolve
+from ..tiling import tiles_text
 from ..store import ResultRecord, RunRecord, Store, hash_dataset, now
 from .machinery import Log, Ticker, create_run, recorded, start, stderr_log
 from .train import job_spec
 
 
-def evaluation_settings(store: Store, model: str, split: str = "test", device: str = "auto") -> dict[str, Any]:
+def evaluation_settings(store: Store, model: str, split: str = "test", device: str = "auto",
+                        tiles: str = "off") -> dict[str, Any]:
     """Check and complete an evaluation of ``model`` (a model spec,
     :data:`cowdetect.models.MODEL_SPEC_HELP`) on ``split``: its label, the split's content hash
-    (the cache key) and the device.
+    (the cache key), the device and the tiling (:mod:`cowdetect.tiling`; part of the label, so
+    tiled and untiled results are cached apart).
 
     Raises:
         ValueError: an unknown model or split, a split without labeled images or without
@@ -27,6 +30,7 @@ def evaluation_settings(store: Store, model: str, split: str = "test", device: s
     """
     dev = resolve_device(device)
     ref = resolve(store, model, dev)
+    tiles = tiles_text(tiles)
     if ref.kind in ("pretrained", "coco"):
         classes: tuple[str, ...] = coco_class_names(ref.architecture)
     elif ref.kind == "stored":
@@ -42,14 +46,15 @@ def evaluation_settings(store: Store, model: str, split: str = "test", device: s
     if not (set(classes) - {BACKGROUND}) & set(store.classes()):
         raise ValueError(f"model {ref.label}: its classes {list(classes)[:8]} share no name with the dataset's "
                          f"{list(store.classes())}; nothing to score")
-    return {"model": job_spec(ref), "model_label": ref.label, "model_id": ref.model_id, "split": split,
-            "dataset_hash": store.dataset_hash(split), "device": str(dev)}
+    label = ref.label if tiles == "off" else f"{ref.label} · tiles {tiles}"
+    return {"model": job_spec(ref), "model_label": label, "model_id": ref.model_id, "split": split,
+            "dataset_hash": store.dataset_hash(split), "device": str(dev), "tiles": tiles}
 
 
 def cached_evaluation(store: Store, settings: dict[str, Any]) -> ResultRecord | None:
     """The stored result for exactly these settings (same model, same split content), or None."""
     return store.cached_result(settings["model_label"], settings["split"], settings["dataset_hash"],
-                               settings["model_id"])
+                               settings["model_id"], settings.get("tiles", "off"))
 
 
 def create_evaluation_run(store: Store, settings: dict[str, Any]) -> int:
@@ -73,14 +78,15 @@ def run_evaluation(store: Store, run_id: int, log: Log | None = None) -> RunReco
         ticker = Ticker(store, run_id)
         try:
             predictions = box.predict_dataset(
-                dataset, progress=lambda done, total: not ticker.due(done, total) or ticker.report(done, total))
+                dataset, progress=lambda done, total: not ticker.due(done, total) or ticker.report(done, total),
+                tiles=settings.get("tiles", "off"))
         except InterruptedError as exc:
             store.update_run(run_id, status="stopped", error=str(exc), finished_at=now())
             return store.run(run_id)
         result = box.evaluate(dataset, predictions=predictions)
         dataset_hash = hash_dataset(dataset)  # of the data evaluated, which may have changed since
         result_id = store.add_result(settings["model_label"], settings["split"], dataset_hash, result.as_dict(),
-                                     settings["model_id"])
+                                     settings["model_id"], settings.get("tiles", "off"))
         store.update_run(run_id, status="done", iteration=len(dataset), metrics={"result_id": result_id,
                          "map": result.map, "map_50": result.map_50}, finished_at=now())
         log(f"run {run_id}: mAP {result.map:.4f}, mAP50 {result.map_50:.4f}")

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from ..framecache import FrameDetections
 from ..images import encode_image
 from ..models import ModelRef, resolve
 from ..store import RunRecord, Store, VideoRecord, now
+from ..tiling import tiles_text
 from .machinery import Log, Ticker, create_run, recorded, start, stderr_log
 from .train import job_spec
 
@@ -90,6 +92,7 @@ def tracking_settings(store: Store, video_id: int, model: str = "active", device
     store.video(video_id)
     track_config = from_dict(TrackConfig, config)
     get_distance(track_config.distance)
+    track_config = dataclasses.replace(track_config, tiles=tiles_text(track_config.tiles))
     dev = resolve_device(device)
     ref = resolve(store, model, dev)
     return {"video_id": video_id, "model": job_spec(ref), "model_label": ref.label, "device": str(dev),
@@ -108,12 +111,12 @@ def track_outputs(store: Store, run_id: int) -> dict[str, Path]:
 
 
 def detection_cache(store: Store, video: VideoRecord, box: DetectorBox, ref: ModelRef,
-                    max_detect_side: int) -> FrameDetections:
+                    max_detect_side: int, tiles: str = "off") -> FrameDetections:
     """The kept detections (:class:`~cowdetect.framecache.FrameDetections`) of ``video`` under
     ``box`` (opened from ``ref``) at this detection size, in cache/detections/.
 
     Named by everything the detections depend on (video content, the weights, detector
-    settings, device type, detection size) and nothing they do not (score threshold, tracker
+    settings, device type, detection size, tiling) and nothing they do not (score threshold, tracker
     settings, every-k-th), so a changed model or video never reads stale boxes.
     """
     if ref.checkpoint is not None:
@@ -123,6 +126,8 @@ def detection_cache(store: Store, video: VideoRecord, box: DetectorBox, ref: Mod
         weights = f"{ref.kind}:{box.architecture}"
     key = {"video": video.sha256, "weights": weights, "detector": to_dict(box.config),
            "device": box.device.type, "max_detect_side": max_detect_side}
+    if tiles != "off":  # untiled keys stay as they were, so caches kept before tiling still serve
+        key["tiles"] = tiles
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     return FrameDetections(store.inside(Path("cache") / "detections" / f"{name}.f32"), box.class_names)
 
@@ -179,7 +184,7 @@ def _track(store: Store, run_id: int, video: VideoRecord, box: DetectorBox, ref:
 
     outputs = track_outputs(store, run_id)
     outputs["video"].parent.mkdir(parents=True, exist_ok=True)
-    with detection_cache(store, video, box, ref, config.max_detect_side) as cache:
+    with detection_cache(store, video, box, ref, config.max_detect_side, config.tiles) as cache:
         if len(cache):
             log(f"run {run_id}: {len(cache)} frames already detected (kept from an earlier run) are not "
                 f"detected again")

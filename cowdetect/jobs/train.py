@@ -7,6 +7,7 @@ foreground) as the named steps of :class:`TrainingJob`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from ..config import RUN_DEFAULTS, TrainConfig, from_dict, to_dict
 from ..data import LabeledDataset
 from ..detector import DetectorBox, read_checkpoint_meta, resolve_device
 from ..engine import validation_loss
+from .. import models
 from ..models import ModelRef, check_model_name, resolve
 from ..store import RunRecord, Store, now
 from .machinery import Log, create_run, recorded, start, stderr_log
@@ -37,7 +39,9 @@ def training_settings(store: Store, base: str = "pretrained", iterations: int | 
                       checkpoint_every: int | None = None, eval_every: int | None = None,
                       patience: int | None = None, horizontal_flip: bool | None = None,
                       color_jitter: bool | None = None, scale_jitter: bool | None = None,
-                      freeze_backbone: bool = False, train_split: str = "train", val_split: str = "val",
+                      freeze_backbone: bool = False, backbone_lr: float | None = None,
+                      tile_crops: float | None = None, keep_start: float | None = None,
+                      train_split: str = "train", val_split: str = "val",
                       test_split: str = "test", device: str = "auto", name: str | None = None,
                       seed: int = 0) -> dict[str, Any]:
     """Check and complete the settings of a training run. None takes the default of the base's
@@ -60,7 +64,8 @@ def training_settings(store: Store, base: str = "pretrained", iterations: int | 
     config = TrainConfig.for_architecture(
         ref.architecture, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate,
         horizontal_flip=horizontal_flip, color_jitter=color_jitter, scale_jitter=scale_jitter,
-        checkpoint_every=runs["checkpoint_every"], freeze_backbone=freeze_backbone, seed=seed)
+        checkpoint_every=runs["checkpoint_every"], freeze_backbone=freeze_backbone, backbone_lr=backbone_lr,
+        tile_crops=tile_crops, keep_start=keep_start, seed=seed)
     dataset = store.dataset(train_split)
     if len(dataset) < MIN_TRAIN_IMAGES:
         raise ValueError(f"split {train_split!r} has {len(dataset)} labeled images; label at least "
@@ -167,6 +172,10 @@ class TrainingJob:
         ref = resolve(self.store, self.settings["base"], self.settings["device"])
         box = DetectorBox.open(ref, self.settings["device"], classes=self.store.classes(),
                                weights_dir=self.store.weights_dir, seed=self.config.seed)
+        if self.config.keep_start:  # WiSE-FT mixes these weights back in at the end, also after a resume
+            if box.classes != self.train_set.classes:
+                box.set_classes(self.train_set.classes)
+            box.save(self.folder / "start.pt", meta={"run_id": self.run_id})
         self.store.drop_points_after(self.run_id, 0)
         if self.test_set is not None and "before" not in self.metrics:
             self.log(f"run {self.run_id}: measuring mAP on {self.settings['test_split']} before training")
@@ -194,7 +203,9 @@ class TrainingJob:
 
     def train(self) -> int:
         """The training loop with this job's callbacks; returns the iteration reached."""
-        history = self.box.train(self.train_set, config=self.config, callback=self.on_iteration,
+        # the job mixes the start weights in itself (save_version): into the best weights, after resumes
+        config = dataclasses.replace(self.config, keep_start=0.0)
+        history = self.box.train(self.train_set, config=config, callback=self.on_iteration,
                                  checkpoint_dir=self.folder, start_iteration=self.start_iteration,
                                  optimizer_state=self.optimizer_state, on_checkpoint=self.on_checkpoint)
         reached = int(history[-1]["iteration"]) if history else self.start_iteration
@@ -279,11 +290,16 @@ class TrainingJob:
         return self.store.run(self.run_id)
 
     def best_box(self) -> DetectorBox:
-        """The weights with the best validation mAP when validation ran, else the final ones."""
+        """The weights with the best validation mAP when validation ran, else the final ones; with
+        ``keep_start``, averaged with the weights training started from (WiSE-FT)."""
         best_path = self.folder / "best.pt"
-        if best_path.is_file() and self.best["map_50"] >= 0:
-            return DetectorBox.load(best_path, device=self.settings["device"])
-        return self.box
+        box = DetectorBox.load(best_path, device=self.settings["device"]) \
+            if best_path.is_file() and self.best["map_50"] >= 0 else self.box
+        start = self.folder / "start.pt"
+        if self.config.keep_start and start.is_file():
+            state = DetectorBox.load(start, device="cpu").model.state_dict()
+            models.average_weights(box.model, state, self.config.keep_start)
+        return box
 
     def _version_params(self, reached: int, box: DetectorBox) -> dict[str, Any]:
         best = self.best

@@ -102,11 +102,13 @@ class ResultRecord:
     dataset_hash: str
     metrics: dict[str, Any]
     created_at: str
+    tiles: str = "off"
 
     def as_dict(self) -> dict[str, Any]:
         """A plain dict (for JSON downloads)."""
         return {"id": self.id, "model_id": self.model_id, "model_label": self.model_label, "split": self.split,
-                "dataset_hash": self.dataset_hash, "metrics": self.metrics, "created_at": self.created_at}
+                "dataset_hash": self.dataset_hash, "tiles": self.tiles, "metrics": self.metrics,
+                "created_at": self.created_at}
 
 
 def run_row(row: sqlite3.Row) -> RunRecord:
@@ -118,7 +120,7 @@ def run_row(row: sqlite3.Row) -> RunRecord:
 
 def result_row(row: sqlite3.Row) -> ResultRecord:
     return ResultRecord(row["id"], row["model_id"], row["model_label"], row["split"], row["dataset_hash"],
-                        json.loads(row["metrics"]), row["created_at"])
+                        json.loads(row["metrics"]), row["created_at"], row["tiles"])
 
 
 def model_row(row: sqlite3.Row, inside: Callable[[str], Path]) -> ModelRecord:

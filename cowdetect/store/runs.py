@@ -116,27 +116,28 @@ class RunsMixin(StoreBase):
 
     # -- evaluation results -------------------------------------------------------------
     def add_result(self, model_label: str, split: str, dataset_hash: str, metrics: dict[str, Any],
-                   model_id: int | None = None) -> int:
+                   model_id: int | None = None, tiles: str = "off") -> int:
         """Keep an evaluation result of a stored version (``model_id``) or of a model that is not
         stored (``model_id`` None: the pretrained detector, a checkpoint file), named by ``model_label``."""
         with self.connect() as conn:
-            cur = conn.execute("INSERT INTO results(model_id, model_label, split, dataset_hash, metrics) "
-                               "VALUES (?,?,?,?,?)", (model_id, model_label, split, dataset_hash,
-                                                      json.dumps(metrics)))
+            cur = conn.execute("INSERT INTO results(model_id, model_label, split, dataset_hash, metrics, tiles) "
+                               "VALUES (?,?,?,?,?,?)", (model_id, model_label, split, dataset_hash,
+                                                        json.dumps(metrics), tiles))
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
     def cached_result(self, model_label: str, split: str, dataset_hash: str,
-                      model_id: int | None = None) -> ResultRecord | None:
+                      model_id: int | None = None, tiles: str = "off") -> ResultRecord | None:
         """The newest result for this model (by id when stored, else by label) on exactly this
         split content (``dataset_hash``), or None: re-opening a page never recomputes."""
         with self.connect() as conn:
             if model_id is not None:
                 row = conn.execute("SELECT * FROM results WHERE model_id = ? AND split = ? AND dataset_hash = ? "
-                                   "ORDER BY id DESC LIMIT 1", (int(model_id), split, dataset_hash)).fetchone()
+                                   "AND tiles = ? ORDER BY id DESC LIMIT 1",
+                                   (int(model_id), split, dataset_hash, tiles)).fetchone()
             else:
                 row = conn.execute("SELECT * FROM results WHERE model_id IS NULL AND model_label = ? AND split = ? "
-                                   "AND dataset_hash = ? ORDER BY id DESC LIMIT 1",
-                                   (model_label, split, dataset_hash)).fetchone()
+                                   "AND dataset_hash = ? AND tiles = ? ORDER BY id DESC LIMIT 1",
+                                   (model_label, split, dataset_hash, tiles)).fetchone()
         return result_row(row) if row is not None else None
 
     def results(self) -> list[ResultRecord]:

@@ -110,9 +110,11 @@ MIGRATIONS: list[str] = [
     # a deleted one's id), so the table is rebuilt. Names start with a letter (so a name can never
     # be read as an id, see cowdetect.models.resolve), never end in '.pt' (never read as a file)
     # and are not words of the spec grammar: older names that break this become 'v<id>-<name>'.
-    # Runs are looked up by status when a job claims its device.
+    # Runs are looked up by status when a job claims its device. A result records the tiling it
+    # was computed with (cowdetect.tiling), so tiled and untiled results are cached apart.
     """
     ALTER TABLE runs DROP COLUMN history;
+    ALTER TABLE results ADD COLUMN tiles TEXT NOT NULL DEFAULT 'off';
     CREATE TABLE models_v4 (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         name TEXT NOT NULL UNIQUE,
