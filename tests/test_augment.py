@@ -28,14 +28,21 @@ def test_flip_moves_the_box_with_the_pixels():
 def test_scale_and_colour_keep_boxes_inside_and_valid():
     torch.manual_seed(1)
     aug = Augment(TrainConfig(horizontal_flip=True, color_jitter=True, scale_jitter=True))
+    kept = resized = 0
     for _ in range(40):
         img, boxes, labels = aug(image_with_block(10, 20, 30, 40), torch.tensor([[10.0, 20.0, 30.0, 40.0]]),
                                  torch.tensor([1]))
         h, w = img.shape[-2:]
-        assert img.shape[0] == 3 and len(boxes) == len(labels)
-        if len(boxes):
-            assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
-            assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+        assert img.shape[0] == 3 and len(boxes) == len(labels) <= 1
+        # an empty box list passes both lines below: they are checked on every round that kept its box
+        assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+        assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+        assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+        kept += len(boxes)
+        resized += img.shape[-2:] != (60, 80)
+    # the block is well inside the image: crops keep it (measured: 40 of 40 for seeds 0-4), and the
+    # scale jitter did change the image in some rounds (measured 13-18 of 40), so both were checked
+    assert kept >= 30 and resized >= 5, (kept, resized)
 
 
 def test_negatives_pass_through():

@@ -1,33 +1,67 @@
-"""The command line, run for real as `python -m cowdetect` in a subprocess."""
+"""The command line. Most cases call ``cowdetect.cli.main`` in this process (the same parser and
+handlers, without paying torch's import in a new process each time); two run ``python -m cowdetect``
+for real: an error's exit status, single line and missing traceback, and a run killed with SIGKILL."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import FRCNN, ROOT
+from cowdetect.cli import main
+
+TINY_BASE = f"untrained:{FRCNN}"
 
 
-def cli(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str, data_dir: Path | None = None) -> Result:
+    """``python -m cowdetect ARGS --data-dir DATA_DIR``, run in this process: (status, stdout, stderr)."""
     extra = ["--data-dir", str(data_dir)] if data_dir else []
-    return subprocess.run([sys.executable, "-m", "cowdetect", *args, *extra], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=600)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*args, *extra])
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def cli_process(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
+    """``python -m cowdetect`` in a new process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "cowdetect", *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def files_of(data: Path) -> list[str]:
+    return sorted(p.name for p in data.rglob("*") if p.is_file() and "sqlite" not in p.name)
+
+
+def assert_one_error_line(err: str, message: str) -> None:
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err and re.search(message, err), err
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """demo → train (2 iterations) once for the module."""
+    """demo → train (an untrained tiny Faster R-CNN, 2 iterations) once for the module."""
     data = tmp_path_factory.mktemp("cli") / "data"
     demo = cli("demo", "--train", "6", "--val", "0", "--test", "3", "--size", "128x96", "--no-video", "--json",
                data_dir=data)
     assert demo.returncode == 0, demo.stderr
-    train = cli("train", "--iterations", "2", "--name", "tiny", "--json", data_dir=data)
+    train = cli("train", "--model", TINY_BASE, "--iterations", "2", "--name", "tiny", "--json", data_dir=data)
     assert train.returncode == 0, train.stderr
     return data, json.loads(demo.stdout), json.loads(train.stdout)
 
@@ -36,9 +70,10 @@ def test_demo_train_models(trained):
     data, demo, train = trained
     assert demo["counts"]["splits"]["train"] == 6 and demo["counts"]["splits"]["test"] == 3
     assert train["model"] == "tiny" and train["iterations"] == 2 and Path(train["checkpoint"]).is_file()
+    assert train["status"] == "done" and train["iteration"] == 2 and train["base"] == f"untrained {FRCNN}"
     assert Path(train["checkpoint"]).is_relative_to(data)
     models = json.loads(cli("models", "--json", data_dir=data).stdout)
-    assert [m["name"] for m in models] == ["tiny"]
+    assert [(m["name"], m["architecture"]) for m in models] == [("tiny", FRCNN)]
 
 
 def test_evaluate_json(trained):
@@ -49,6 +84,7 @@ def test_evaluate_json(trained):
     for key in ("map", "map_50", "map_75", "per_class", "per_image"):
         assert key in result
     assert result["model"] == "tiny (#1)" and result["split"] == "test" and result["num_images"] == 3
+    assert len(result["per_image"]) == 3
 
 
 def test_predict_json_and_drawing(trained, tmp_path):
@@ -63,36 +99,59 @@ def test_predict_json_and_drawing(trained, tmp_path):
     assert (tmp_path / "o.png").is_file()
 
 
-@pytest.mark.parametrize("make_args, message", [
+ERRORS = [
     (lambda d, t: ["predict", str(t / "notes.jpg")], "not an image"),
     (lambda d, t: ["predict", str(t / "empty.jpg")], "empty"),
     (lambda d, t: ["predict", str(t / "missing.jpg")], "no such file"),
     (lambda d, t: ["evaluate", "--model", "nope"], "no version called 'nope'"),
     (lambda d, t: ["evaluate", "--split", "val"], "no labeled images"),
     (lambda d, t: ["predict", str(t / "notes.jpg"), "--model", str(t / "fake.pt")], "not an image|checkpoint"),
-])
-def test_errors_are_one_line_without_traceback(trained, tmp_path, make_args, message):
-    data, _, _ = trained
+]
+
+
+def bad_files(tmp_path: Path) -> None:
     (tmp_path / "notes.jpg").write_text("these are notes\n")
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "fake.pt").write_text("not a checkpoint")
-    before = sorted(p.name for p in data.rglob("*") if p.is_file() and "sqlite" not in p.name)
-    out = cli(*make_args(data, tmp_path), data_dir=data)
+
+
+@pytest.mark.parametrize("make_args, message", ERRORS)
+def test_errors_are_one_line_and_store_nothing(trained, tmp_path, make_args, message):
+    data, _, _ = trained
+    bad_files(tmp_path)
+    before = files_of(data)
+    out = cli(*make_args(data, tmp_path), data_dir=data)  # an uncaught exception would fail the test here
     assert out.returncode == 2
-    assert "Traceback" not in out.stderr and out.stderr.startswith("error: ")
-    import re
-    assert re.search(message, out.stderr), out.stderr
-    assert sorted(p.name for p in data.rglob("*") if p.is_file() and "sqlite" not in p.name) == before
+    assert_one_error_line(out.stderr, message)
+    assert files_of(data) == before
+
+
+def test_error_in_a_real_process_is_exit_2_one_line_no_traceback(trained, tmp_path):
+    """What the in-process cases cannot show: `python -m cowdetect` exits with main's status and
+    prints the error, not a traceback."""
+    data, _, _ = trained
+    bad_files(tmp_path)
+    before = files_of(data)
+    out = cli_process("predict", str(tmp_path / "notes.jpg"), data_dir=data)
+    assert out.returncode == 2
+    assert_one_error_line(out.stderr, "not an image")
+    assert out.stdout == "" and files_of(data) == before
 
 
 def test_train_on_empty_store_and_unknown_architecture(tmp_path):
     out = cli("train", "--iterations", "1", data_dir=tmp_path / "empty")
-    assert out.returncode == 2 and "has 0 labeled images; label at least 5 more" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert out.returncode == 2
+    assert_one_error_line(out.stderr, "has 0 labeled images; label at least 5 more")
     out = cli("train", "--model", "untrained:yolo", data_dir=tmp_path / "empty")
     assert out.returncode == 2 and "fasterrcnn_resnet50_fpn" in out.stderr
     out = cli("train", "--model", "12x", data_dir=tmp_path / "empty")  # the message shows the spec grammar
     assert out.returncode == 2 and "'coco:ARCH'" in out.stderr and "'#ID' or 'ID'" in out.stderr
+    assert store_runs(tmp_path / "empty") == []
+
+
+def store_runs(data: Path) -> list:
+    from cowdetect.store import Store
+    return Store(data).runs()
 
 
 def test_evaluate_without_trained_model_uses_pretrained_and_says_why(tmp_path):
@@ -109,15 +168,17 @@ def test_evaluate_without_trained_model_uses_pretrained_and_says_why(tmp_path):
     assert (data / "weights" / "ssd_mobilenet_v2_coco.pt").is_file()  # converted into the data folder
 
 
-def test_runs_and_resume(trained, tmp_path):
+def test_runs_and_resume(trained):
     data, _, train = trained
     runs = json.loads(cli("runs", "--json", data_dir=data).stdout)
     assert runs[0]["id"] == train["run_id"] and runs[0]["status"] == "done"
     assert set(runs[0]) >= {"id", "status", "iteration", "checkpoint_iteration"}
     out = cli("train", "--resume", str(train["run_id"]), data_dir=data)
-    assert out.returncode == 2 and "is done; start a new run" in out.stderr
+    assert out.returncode == 2
+    assert_one_error_line(out.stderr, "is done; start a new run")
     out = cli("train", "--resume", "999", data_dir=data)
-    assert out.returncode == 2 and "run 999: no such run" in out.stderr
+    assert out.returncode == 2
+    assert_one_error_line(out.stderr, "run 999: no such run")
 
 
 def test_interrupted_cli_run_resumes(tmp_path):
@@ -125,33 +186,41 @@ def test_interrupted_cli_run_resumes(tmp_path):
     import signal
     import time
 
+    from cowdetect.store import Store
+
     data = tmp_path / "d"
     assert cli("demo", "--train", "6", "--val", "0", "--test", "0", "--size", "128x96", "--no-video",
                data_dir=data).returncode == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "cowdetect", "train", "--data-dir", str(data), "--model",
-                             "untrained:fasterrcnn_mobilenet_v3_large_320_fpn", "--iterations", "12",
-                             "--checkpoint-every", "2", "--eval-every", "0", "--threads", "1"], env=env, cwd=ROOT,
+                             TINY_BASE, "--iterations", "8", "--checkpoint-every", "2", "--eval-every", "0",
+                             "--threads", "1"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    from cowdetect.store import Store
-    store = Store(data)
-    deadline = time.monotonic() + 180
-    while not (store.runs() and store.runs()[0].checkpoint_iteration >= 2):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        store = Store(data)
+        deadline = time.monotonic() + 180
+        while not (store.runs() and store.runs()[0].checkpoint_iteration >= 2):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
     runs = json.loads(cli("runs", "--json", data_dir=data).stdout)
-    assert runs[0]["status"] == "interrupted" and runs[0]["checkpoint_iteration"] >= 2
+    killed_at = runs[0]["checkpoint_iteration"]
+    assert runs[0]["status"] == "interrupted" and 2 <= killed_at < 8
     out = cli("train", "--resume", str(runs[0]["id"]), "--json", data_dir=data)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["status"] == "done" and result["iteration"] == 12 and result["model"]
+    assert f"iterations {killed_at}→8" in out.stderr  # from the checkpoint, not from the start
+    assert result["status"] == "done" and result["iteration"] == 8 and result["model"]
 
 
 @pytest.mark.parametrize("size", ["640", "axb", "10x10"])
 def test_demo_bad_size_stores_nothing(tmp_path, capsys, size):
-    from cowdetect.cli import main
     assert main(["demo", "--size", size, "--no-video", "--data-dir", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "size" in err

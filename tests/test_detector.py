@@ -26,17 +26,18 @@ def test_predict_accepts_path_pil_array_and_lists(tiny_box, blocks, tmp_path):
     np.testing.assert_allclose(batch[0].xyxy, from_arr.xyxy, atol=1e-3)
 
 
-def test_predict_view_and_visualize(tiny_box, blocks):
-    dets, drawn = tiny_box.predict(blocks[0].image, visualize=True, score_threshold=0.0)
+def test_predict_view_and_visualize(tiny, blocks):
+    dets, drawn = tiny.predict(blocks[0].image, visualize=True, score_threshold=0.0)
+    assert len(dets) > 0  # the score floor is 0: the untrained head's low scores come through
     assert drawn.shape == (96, 128, 3) and drawn.dtype == np.uint8
     view = dets.to_detectron2()
     assert set(view) == {"pred_classes", "class_names", "pred_boxes", "scores"}
+    assert len(view["pred_boxes"]) == len(view["scores"]) == len(dets)
     assert all(name == "cow" for name in view["class_names"])
-    if len(dets):
-        assert not np.array_equal(drawn, blocks[0].image)  # boxes were drawn
-        b = np.array(view["pred_boxes"])
-        assert (b[:, 2] >= b[:, 0]).all() and (b[:, 3] >= b[:, 1]).all()
-        assert b.max() <= 128.5
+    assert not np.array_equal(drawn, blocks[0].image)  # boxes were drawn
+    b = np.array(view["pred_boxes"])
+    assert (b[:, 2] >= b[:, 0]).all() and (b[:, 3] >= b[:, 1]).all()
+    assert b.min() >= -0.5 and b.max() <= 128.5
 
 
 def test_train_learns_and_reports(tiny_box, blocks, tmp_path):
@@ -46,7 +47,9 @@ def test_train_learns_and_reports(tiny_box, blocks, tmp_path):
     assert [h["iteration"] for h in history] == [1, 2, 3, 4, 5, 6] and seen == history
     for key in ("loss", "loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg", "lr"):
         assert math.isfinite(history[-1][key])
-    assert history[0]["lr"] < history[-1]["lr"] or history[0]["lr"] < 0.005  # warm-up starts low
+    lrs = [h["lr"] for h in history]  # Faster R-CNN warms up over 100 iterations from 0.1% of the rate,
+    assert lrs[0] == pytest.approx(0.005 * 0.001)  # and steps down x0.1 at 70% of the run (iteration 5 of 6)
+    assert lrs[:5] == sorted(lrs[:5]) and len(set(lrs[:5])) == 5 and lrs[5] < lrs[4] and max(lrs) < 0.005
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["iter_000003.pt", "iter_000006.pt"]
     again = DetectorBox.load(tmp_path / "ckpt" / "iter_000006.pt", device="cpu")
     np.testing.assert_allclose(again.predict(blocks[0].image).xyxy, tiny_box.predict(blocks[0].image).xyxy, atol=1e-4)
@@ -62,10 +65,12 @@ def test_training_fits_a_tiny_dataset():
     torch.manual_seed(0)
     box = DetectorBox(FRCNN, weights=None, device="cpu", **TINY)
     data = blocks_dataset(8, seed=3)
-    history = box.train(data, iterations=30, batch_size=2, config=TrainConfig.for_architecture(FRCNN, warmup_iterations=10, lr_steps=()))
+    history = box.train(data, iterations=15, batch_size=2,
+                        config=TrainConfig.for_architecture(FRCNN, warmup_iterations=5, lr_steps=()))
     first = np.mean([h["loss"] for h in history[:5]])
     last = np.mean([h["loss"] for h in history[-5:]])
-    assert last < 0.7 * first, (first, last)  # measured: 1.41 -> 0.79
+    # measured: 1.38 -> 0.89 (0.65); torch seeds 1 and 2 gave 0.61 and 0.60 (30 iterations: 0.55-0.57)
+    assert last < 0.7 * first, (first, last)
 
 
 def test_train_replaces_head_for_new_classes(blocks):

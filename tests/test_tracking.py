@@ -29,9 +29,11 @@ def test_the_pinned_norfair_is_installed():
 
 @pytest.fixture(scope="module")
 def demo_truth(tmp_path_factory):
-    """MOT ground truth of the first 8 s of the demo video (5 cows, occlusions, one grazing)."""
+    """MOT ground truth of the first 8 s of the demo video (5 cows, occlusions, one grazing; cows 1 and
+    2 cross at ~5.8 s, cow 3 leaves and comes back), rendered at 256x144 rather than 640x360: the
+    walks are fractions of the frame, so the boxes scale, and rendering takes ~6 s instead of ~30 s."""
     lines = []
-    for index, (_, truth) in enumerate(render_video(0, 640, 360, 25, 8.0)):
+    for index, (_, truth) in enumerate(render_video(0, 256, 144, 25, 8.0)):
         lines.extend(mot_lines(index, truth))
     path = tmp_path_factory.mktemp("truth") / "gt.txt"
     path.write_text("\n".join(lines) + "\n")
@@ -40,11 +42,14 @@ def demo_truth(tmp_path_factory):
 
 @pytest.mark.parametrize("detect_every, distance", [(1, "iou"), (3, "iou"), (3, "centroid")])
 def test_tracker_keeps_ids_on_ground_truth_boxes(tmp_path, demo_truth, detect_every, distance):
-    """Perfect detections in, so what is left is the tracker's own doing. It measured IDF1 0.92-0.93
-    on the 12 s demo video (one id switch where a cow stays hidden behind another for longer than
-    hit_counter_max); the floor 0.85 leaves room for that and fails on any systematic id loss."""
+    """Perfect detections in, so what is left is the tracker's own doing. Measured on these 8 s at
+    256x144: IDF1 0.946-0.948, MOTA 0.941-0.945, 6 tracks for the 5 cows in all three settings (at
+    640x360: IDF1 0.945-0.949, MOTA 0.933-0.945, 6 tracks), and 98% of the ground-truth boxes matched
+    to a track. The floors 0.90 leave room for one id switch; a too tight distance_threshold (0.2)
+    measured IDF1 0.88, MOTA 0.86 and 14 tracks, and fails all three."""
     tracker = CowTracker(TrackConfig(detect_every=detect_every, distance=distance))
     lines = []
+    matched = boxes = 0
     for frame in range(int(demo_truth["frame"].max())):
         if frame % detect_every == 0:
             rows = demo_truth[demo_truth["frame"] == frame + 1]
@@ -52,7 +57,8 @@ def test_tracker_keeps_ids_on_ground_truth_boxes(tmp_path, demo_truth, detect_ev
             xyxy[:, 2:] += xyxy[:, :2]
             tracks = tracker.update(Detections(xyxy, np.ones(len(rows), np.int64), np.ones(len(rows), np.float32),
                                                COW), period=detect_every)
-            assert tracks.detected.sum() <= len(rows)
+            assert tracks.detected.sum() <= len(rows)  # one track per detection at most
+            matched, boxes = matched + tracks.detected.sum(), boxes + len(rows)
         else:
             tracks = tracker.update(None)
             assert not tracks.detected.any()
@@ -60,8 +66,9 @@ def test_tracker_keeps_ids_on_ground_truth_boxes(tmp_path, demo_truth, detect_ev
         assert set(tracker.trails) == set(tracks.ids.tolist())  # trails of gone cows are dropped
     (tmp_path / "hyp.txt").write_text("".join(lines))
     scores = mot_scores(demo_truth, read_mot(tmp_path / "hyp.txt"))
-    assert scores["idf1"] >= 0.85 and scores["mota"] >= 0.85, scores
-    assert scores["num_tracks"] <= 7, scores
+    assert boxes > 100 and matched >= 0.95 * boxes, (matched, boxes)  # measured 0.98
+    assert scores["idf1"] >= 0.90 and scores["mota"] >= 0.90, scores
+    assert 5 <= scores["num_tracks"] <= 7, scores
 
 
 def test_centroid_distance_is_relative_to_box_size():
@@ -144,18 +151,28 @@ def test_4k_frames_are_detected_downscaled_and_boxes_mapped_back(tmp_path, tiny)
     rows = [line.split(",") for line in (tmp_path / "t.csv").read_text().splitlines()[1:] if line.startswith("1,")]
     tracked = np.array([[float(v) for v in r[3:7]] for r in rows])
     detected = spy.outputs[0].above(0.0).xyxy * 3  # 1280 → 3840
+    assert len(tracked) > 0 and len(detected) > 0  # score floor 0 and no initialization delay: tracks at once
     # each tracked box of the first frame is a detection found at 1280 px, times 3
     for box in tracked:
         assert np.abs(detected - box).max(axis=1).min() < 1.0
-    assert tracked.size == 0 or tracked[:, 2].max() > 1280  # in 4K pixels, not detector pixels
+    assert tracked[:, 2].max() > 1280  # in 4K pixels, not detector pixels
 
 
-def test_frames_are_streamed(tmp_path, tiny, short_video):
-    """Constant memory: the decoder runs at most `prefetch` frames ahead of the consumer."""
+def test_frames_are_streamed(short_video):
+    """Constant memory: the decoder runs at most `prefetch` frames ahead of the consumer, then waits."""
+    import time
+
     reader = VideoReader(short_video, prefetch=3)
     iterator = iter(reader)
-    next(iterator)
-    import time
-    time.sleep(0.3)
-    assert reader._queue.qsize() <= 3
+    assert next(iterator).index == 0
+    deadline = time.monotonic() + 30
+    while reader._queue.qsize() < 3:  # the decoder fills the queue...
+        assert time.monotonic() < deadline, "the decoder did not run ahead"
+        time.sleep(0.01)
+    watch = time.monotonic() + 0.3
+    while time.monotonic() < watch:  # ...and then waits for the consumer, not decoding the whole video
+        assert reader._queue.qsize() == 3 and reader._thread.is_alive()
+        time.sleep(0.01)
+    assert [frame.index for frame in iterator] == list(range(1, 20))  # the rest, in order, none lost
+    assert reader.frames_read == 20 and reader.error is None
     reader.close()
