@@ -28,6 +28,8 @@ RECIPES = {
     "backbone lr 0.1": {"backbone_lr": 0.1},
     "WiSE-FT 0.5": {"keep_start": 0.5},
     "all three": {"tile_crops": 0.5, "backbone_lr": 0.1, "keep_start": 0.5},
+    "backbone 0.1 + WiSE-FT 0.5": {"backbone_lr": 0.1, "keep_start": 0.5},
+    "backbone 0.1 + WiSE-FT 0.7": {"backbone_lr": 0.1, "keep_start": 0.7},
 }
 
 
@@ -37,13 +39,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--save", help="folder to keep each recipe's checkpoint in")
+    parser.add_argument("--no-pretrained", action="store_true", help="skip the pretrained model's row")
     args = parser.parse_args()
     store = Store(args.data_dir)
     train, test, real = store.dataset("train"), store.dataset("test"), real_photos()
     print(f"| recipe | demo test mAP50 | real mAP (tiles off) | real mAP50 (off) | real mAP (auto) | "
           f"real mAP50 (auto) | distant found (auto) | train s |")
     print("|---|---|---|---|---|---|---|---|")
-    rows = [("pretrained", DetectorBox.pretrained("cpu"), 0.0)]
+    rows = [] if args.no_pretrained else [("pretrained", DetectorBox.pretrained("cpu"), 0.0)]
     for name in args.recipes:
         box = DetectorBox.pretrained("cpu")
         start = time.perf_counter()

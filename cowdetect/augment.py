@@ -15,22 +15,34 @@ from torchvision.transforms import v2
 from .config import TrainConfig
 
 
-def tile_crop(image: Tensor, boxes: Tensor, labels: Tensor, side: float) -> tuple[Tensor, Tensor, Tensor]:
-    """A random window of ``side`` to 2 x ``side`` pixels (a tile of sliced inference) around the
-    centre of a random box; boxes whose centre lies inside are kept, clipped to it (SSD's rule)."""
+def tile_crop(image: Tensor, boxes: Tensor, labels: Tensor, side: float,
+              tries: int = 5) -> tuple[Tensor, Tensor, Tensor] | None:
+    """A random window of ``side`` to 2 x ``side`` pixels (a tile of sliced inference) holding a
+    small cow whole, or None when no window can avoid cutting a cow.
+
+    A cow cut by the window's edge would be taught as a cow (its centre inside) or as background
+    (outside): both wrong, and sliced inference drops edge-cut boxes anyway; so such windows are
+    refused. Boxes at least 70 % inside are kept, clipped.
+    """
     height, width = image.shape[-2:]
-    crop = min(float(height), float(width), side * (1.0 + float(torch.rand(()))))
-    cx, cy = ((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2)
-    pick = int(torch.randint(len(boxes), ()))
-    x0 = float(cx[pick]) - crop * float(torch.rand(()))
-    y0 = float(cy[pick]) - crop * float(torch.rand(()))
-    x0, y0 = int(min(max(0.0, x0), width - crop)), int(min(max(0.0, y0), height - crop))
-    x1, y1 = x0 + int(crop), y0 + int(crop)
-    inside = (cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1)
-    kept = boxes[inside] - torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype)
-    kept[:, 0::2] = kept[:, 0::2].clamp(0, x1 - x0)
-    kept[:, 1::2] = kept[:, 1::2].clamp(0, y1 - y0)
-    return image[:, y0:y1, x0:x1], kept, labels[inside]
+    for _ in range(tries):
+        crop = min(float(height), float(width), side * (1.0 + float(torch.rand(()))))
+        small = torch.nonzero(torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) <= crop / 2)
+        if not len(small):
+            return None
+        x_min, y_min, x_max, y_max = boxes[int(small[int(torch.randint(len(small), ()))])].tolist()
+        x0 = int(max(0.0, min(width - crop, x_max - crop + (crop - (x_max - x_min)) * float(torch.rand(())))))
+        y0 = int(max(0.0, min(height - crop, y_max - crop + (crop - (y_max - y_min)) * float(torch.rand(())))))
+        window = torch.tensor([x0, y0, x0 + int(crop), y0 + int(crop)], dtype=boxes.dtype)
+        clipped = torch.cat([torch.maximum(boxes[:, :2], window[:2]), torch.minimum(boxes[:, 2:], window[2:])], 1)
+        visible = ((clipped[:, 2:] - clipped[:, :2]).clamp(min=0).prod(1) /
+                   (boxes[:, 2:] - boxes[:, :2]).prod(1).clamp(min=1e-6))
+        if ((visible > 0) & (visible < 0.7)).any():
+            continue  # this window would cut a cow
+        keep = visible >= 0.7
+        return (image[:, y0:y0 + int(crop), x0:x0 + int(crop)], clipped[keep] - window[:2].repeat(2),
+                labels[keep])
+    return None
 
 
 class Augment:
