@@ -84,7 +84,9 @@ def _optimizer(model: nn.Module, config: TrainConfig, state: dict | None) -> tor
 
     # The feature extractor may learn slower than the heads (config.backbone_lr): what COCO
     # taught it is forgotten less on a small, narrow dataset.
-    backbone = {id(p) for p in backbone_parameters(model)}
+    # One group when both learn alike: checkpoints of runs from before this setting hold one group,
+    # and a resumed optimizer needs the same groups as the one that saved it.
+    backbone = {id(p) for p in backbone_parameters(model)} if config.backbone_lr != 1.0 else set()
     groups = [{"params": [p for p in model.parameters() if p.requires_grad and (id(p) in backbone) == inside],
                "lr_scale": scale} for inside, scale in ((True, config.backbone_lr), (False, 1.0))]
     optimizer = torch.optim.SGD([g for g in groups if g["params"]], lr=config.learning_rate,

@@ -49,3 +49,23 @@ def test_negatives_pass_through():
     aug = Augment(TrainConfig(color_jitter=True, scale_jitter=True))
     img, boxes, labels = aug(torch.rand(3, 32, 32), torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
     assert img.shape == (3, 32, 32) and boxes.shape == (0, 4)
+
+
+def test_tile_crops_hold_small_cows_whole_and_never_cut_one():
+    """A tile crop is a window of 1 to 2 tile sides around a small cow; a window that would cut any cow
+    is refused (a cut cow would be taught as a cow or as background, both wrong)."""
+    from cowdetect.augment import tile_crop
+    torch.manual_seed(0)
+    image = torch.rand(3, 480, 640)
+    small = torch.tensor([[100.0, 100.0, 130.0, 120.0], [400.0, 300.0, 420.0, 315.0]])
+    crops = [tile_crop(image, small, torch.ones(2, dtype=torch.int64), 150) for _ in range(50)]
+    assert all(c is not None for c in crops)
+    for crop, boxes, labels in crops:
+        side = crop.shape[-1]
+        assert crop.shape[-2] == side and 150 <= side <= 300 and len(boxes) == len(labels) >= 1
+        assert ((boxes[:, 2] - boxes[:, 0]) >= 19).all() and (boxes >= 0).all() and (boxes <= side).all()
+    big = torch.tensor([[100.0, 50.0, 600.0, 450.0]])  # no small cow: no tile crop
+    assert tile_crop(image, big, torch.ones(1, dtype=torch.int64), 150) is None
+    # a small cow right beside a big one: every window around it would cut the big one
+    pair = torch.tensor([[10.0, 10.0, 40.0, 40.0], [45.0, 10.0, 630.0, 470.0]])
+    assert tile_crop(image, pair, torch.ones(2, dtype=torch.int64), 150) is None
