@@ -59,8 +59,12 @@ buttons[0].button("Save", type="primary", shortcut="S", key=f"save-{here}", on_c
                   args=(current, here, editor.version))
 if buttons[1].button("Suggest boxes", shortcut="G", key=f"suggest-{here}"):
     box, _ = ui.detector_for(store, "active")
-    with st.spinner("Detecting…"):
-        found = box.predict(record.path, tiles=tiles).with_class_names(store.class_names()).above(threshold)
+    try:
+        with st.spinner("Detecting…"):
+            found = box.predict(record.path, tiles=tiles).with_class_names(store.class_names()).above(threshold)
+    except ValueError as exc:  # e.g. a grid too fine for this image
+        st.error(str(exc))
+        st.stop()
     editor.suggest(found, current)
     st.rerun()
 if buttons[2].button("Revert", key=f"revert-{here}", disabled=not dirty):

@@ -39,7 +39,7 @@ else:
         st.stop()
     order = st.radio("Order", ["in order", "worst first"], horizontal=True, key="pred_order",
                      help="worst first: by per-image AP in this model's latest evaluation (Evaluate page)")
-    ids = ui.worst_first(store, model) if order == "worst first" else None
+    ids = ui.worst_first(store, model, tiles) if order == "worst first" else None
     if order == "worst first" and not ids:
         st.info("No evaluation of this model yet: run one on the Evaluate page. Showing images in order.")
     total = len(ids) if ids else store.count_images()
@@ -62,8 +62,12 @@ try:
 except ValueError as exc:  # e.g. the version was deleted in another session
     st.error(str(exc))
     st.stop()
-with st.spinner("Detecting…"):
-    found = box.predict(rgb, tiles=tiles).above(threshold)
+try:
+    with st.spinner("Detecting…"):
+        found = box.predict(rgb, tiles=tiles).above(threshold)
+except ValueError as exc:  # e.g. a grid too fine for this image
+    st.error(str(exc))
+    st.stop()
 scored = found.with_class_names(store.class_names())  # the dataset's classes, matched by name
 others = found[[n not in store.classes() for n in found.names]] if len(found) else found
 tp, matched = match(scored, gt, 0.5) if gt is not None else (None, None)

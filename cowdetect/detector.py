@@ -236,8 +236,8 @@ class DetectorBox:
 
         if spec == "off":
             return detect(list(arrays))
-        return [tiling.detect_tiled(detect, rgb, tiling.grid_for(spec, rgb.shape[1], rgb.shape[0], self.input_size))
-                for rgb in arrays]
+        return [tiling.detect_tiled(detect, rgb, tiling.grid_for(spec, rgb.shape[1], rgb.shape[0], self.input_size),
+                                    limit=self.config.max_detections) for rgb in arrays]
 
     # -- train --------------------------------------------------------------------------
     def train(self, dataset: LabeledDataset, iterations: int | None = None, *, batch_size: int | None = None,
@@ -285,7 +285,8 @@ class DetectorBox:
             if on_checkpoint is not None:
                 on_checkpoint(iteration, path)
 
-        # WiSE-FT (cfg.keep_start): the weights training starts from, mixed back in at the end
+        # WiSE-FT (cfg.keep_start): the weights training starts from, mixed back in at the end of a run
+        # that starts here (a resumed run has lost them: jobs keep them in the run folder instead)
         start = {k: v.detach().clone() for k, v in self.model.state_dict().items()} \
             if cfg.keep_start and start_iteration == 0 else None
         history = train_loop(self.model, dataset, cfg, self.device, callback,

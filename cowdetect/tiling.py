@@ -36,6 +36,9 @@ MAX_TILES = 36
 # Tiles of at least this many pixels a side (smaller ones magnify noise, not cows).
 MIN_TILE = 32
 Window = tuple[int, int, int, int]
+# Changes whenever the grid or the merge rules change: kept detections of tiled runs are keyed by
+# it, so a cache made by other rules is never read.
+TILING_VERSION = f"2:{MAGNIFICATION}:{OVERLAP}:{MAX_TILES}:{MIN_TILE}"
 
 
 def parse_tiles(spec: object) -> str | tuple[int, int]:
@@ -115,22 +118,21 @@ def grid_for(spec: str | tuple[int, int], width: int, height: int, input_size: i
 
 
 def detect_tiled(detect: Callable[[list[np.ndarray]], list[Detections]], rgb: np.ndarray,
-                 grid: tuple[int, int] | None, iou: float = 0.5) -> Detections:
+                 grid: tuple[int, int] | None, iou: float = 0.5, limit: int = 100) -> Detections:
     """Detections on the whole image and on each tile of ``grid`` (one batched ``detect`` call),
-    merged into xyxy pixels of the whole image. ``detect`` maps RGB arrays to Detections."""
+    merged into xyxy pixels of the whole image (at most ``limit``, best first). ``detect`` maps
+    RGB arrays to Detections."""
     height, width = rgb.shape[:2]
     windows = tile_windows(width, height, *grid) if grid is not None else []
     crops = [rgb] + [rgb[y0:y1, x0:x1] for x0, y0, x1, y1 in windows]
     found = detect(crops)
     if not windows:
         return found[0]
-    parts = [found[0]] + [_from_tile(d, w, width, height) for d, w in zip(found[1:], windows)]
-    return merge(parts, iou)
+    return merge(found[0], [_from_tile(d, w, width, height) for d, w in zip(found[1:], windows)], iou, limit)
 
 
-def _from_tile(dets: Detections, window: Window, width: int, height: int) -> Detections:
-    """A tile's boxes moved into whole-image pixels, less those cut by an inner tile edge (the
-    neighbouring tile or the whole image sees that cow whole)."""
+def _from_tile(dets: Detections, window: Window, width: int, height: int) -> tuple[Detections, np.ndarray]:
+    """A tile's boxes moved into whole-image pixels, and which of them an inner tile edge cuts."""
     x0, y0, x1, y1 = window
     xyxy = dets.xyxy + np.array([x0, y0, x0, y0], np.float32)
     margin = 0.02 * min(x1 - x0, y1 - y0)
@@ -140,42 +142,76 @@ def _from_tile(dets: Detections, window: Window, width: int, height: int) -> Det
             cut |= xyxy[:, axis] <= low + margin
         if high < limit:
             cut |= xyxy[:, axis + 2] >= high - margin
-    moved = Detections(xyxy, dets.class_id, dets.score, dets.class_names)
-    return moved[~cut]
+    return Detections(xyxy, dets.class_id, dets.score, dets.class_names), cut
 
 
-def merge(parts: Sequence[Detections], iou: float = 0.5) -> Detections:
-    """One set of boxes from several (same class names): class-wise NMS at ``iou`` (torchvision's
-    ``batched_nms``), then a box mostly inside a better-scoring box of its class is dropped (a
-    tile that saw a cow's head as a cow), best score first."""
-    names = parts[0].class_names
-    xyxy = np.concatenate([p.xyxy for p in parts]).reshape(-1, 4)
-    class_id = np.concatenate([p.class_id for p in parts])
-    score = np.concatenate([p.score if p.score is not None else np.ones(len(p), np.float32) for p in parts])
+def _ios(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection of each box of ``a`` with each of ``b``, over the area of the ``a`` box: (len(a), len(b))."""
+    w = (np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])).clip(0)
+    h = (np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])).clip(0)
+    area = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])).clip(1e-6)
+    return w * h / area[:, None]
+
+
+def _stitch(xyxy: np.ndarray, cls: np.ndarray, score: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """Cut boxes from neighbouring tiles that overlap (a cow wider than the overlap, on a seam) become
+    one box, their union with the better score; returns the rows kept (``xyxy`` is widened in place)."""
+    order, used, kept = np.argsort(-score), set(), []
+    overlap = np.minimum(_ios(xyxy, xyxy), _ios(xyxy, xyxy).T)
+    for i in order:
+        if i in used:
+            continue
+        used.add(i)
+        partners = [j for j in order if j not in used and cls[j] == cls[i] and part[j] != part[i]
+                    and overlap[i, j] >= 0.25]
+        if partners:
+            j = partners[0]
+            used.add(j)
+            xyxy[i] = [min(xyxy[i, 0], xyxy[j, 0]), min(xyxy[i, 1], xyxy[j, 1]),
+                       max(xyxy[i, 2], xyxy[j, 2]), max(xyxy[i, 3], xyxy[j, 3])]
+        kept.append(i)
+    return np.array(kept, np.int64)
+
+
+def merge(whole: Detections, tiles: Sequence[tuple[Detections, np.ndarray]], iou: float = 0.5,
+          limit: int = 100) -> Detections:
+    """One set of boxes from the whole image and its tiles ((detections, cut mask) each):
+
+    1. a tile box cut by an inner tile edge counts only where no whole box covers it; cut boxes
+       of neighbouring tiles on one seam are stitched into one (a cow wider than the overlap);
+    2. class-wise NMS at ``iou`` (torchvision's ``batched_nms``);
+    3. a tile box lying mostly inside a better box *from another pass* is dropped (a tile that saw
+       a cow's head as a cow) — boxes of one pass never suppress each other this way, so a calf
+       in front of its mother, found by the same pass, stays;
+    4. the best ``limit`` boxes.
+    """
+    names = whole.class_names
+    parts = [(whole, np.zeros(len(whole), bool))] + list(tiles)
+    xyxy = np.concatenate([d.xyxy for d, _ in parts]).reshape(-1, 4).astype(np.float32)
+    cls = np.concatenate([d.class_id for d, _ in parts])
+    score = np.concatenate([d.score if d.score is not None else np.ones(len(d), np.float32) for d, _ in parts])
+    part = np.concatenate([np.full(len(d), k) for k, (d, _) in enumerate(parts)])
+    cut = np.concatenate([c for _, c in parts])
     if not len(xyxy):
         return Detections.empty(names, scored=True)
-    keep = batched_nms(torch.from_numpy(xyxy), torch.from_numpy(score), torch.from_numpy(class_id), iou).numpy()
-    keep = _drop_nested(xyxy[keep], class_id[keep], keep)
-    return Detections(xyxy[keep], class_id[keep], score[keep], names)
-
-
-def _drop_nested(xyxy: np.ndarray, class_id: np.ndarray, order: np.ndarray, inside: float = 0.85) -> np.ndarray:
-    """``order`` (best score first) without the boxes that lie ``inside`` or more within a better box."""
-    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
-    kept: list[int] = []
-    for i in range(len(xyxy)):
-        nested = False
-        for j in kept:
-            if class_id[j] != class_id[i] or area[i] <= 0:
-                continue
-            w = max(0.0, min(xyxy[i, 2], xyxy[j, 2]) - max(xyxy[i, 0], xyxy[j, 0]))
-            h = max(0.0, min(xyxy[i, 3], xyxy[j, 3]) - max(xyxy[i, 1], xyxy[j, 1]))
-            if w * h / area[i] >= inside:
-                nested = True
-                break
-        if not nested:
-            kept.append(i)
-    return order[kept]
+    whole_ok = ~cut
+    covered = (_ios(xyxy[cut], xyxy[whole_ok]) * (cls[cut][:, None] == cls[whole_ok][None, :])).max(1, initial=0)
+    seam = np.flatnonzero(cut)[covered < 0.5]
+    if len(seam):
+        boxes = xyxy[seam]  # a copy: _stitch widens stitched boxes in it
+        kept = _stitch(boxes, cls[seam], score[seam], part[seam])
+        xyxy[seam[kept]] = boxes[kept]
+        seam = seam[kept]
+    rows = np.concatenate([np.flatnonzero(whole_ok), seam])
+    xyxy, cls, score, part = xyxy[rows], cls[rows], score[rows], part[rows]
+    keep = batched_nms(torch.from_numpy(xyxy), torch.from_numpy(score), torch.from_numpy(cls), iou).numpy()
+    keep = keep[:limit * 3]  # nothing past these can make the best `limit`
+    ios = _ios(xyxy[keep], xyxy[keep])
+    better = np.tril(np.ones((len(keep), len(keep)), bool), -1)  # j before i: a better score
+    other = (cls[keep][:, None] == cls[keep][None, :]) & (part[keep][:, None] != part[keep][None, :])
+    nested = (part[keep] > 0) & ((ios >= 0.85) & better & other).any(1)
+    keep = keep[~nested][:limit]
+    return Detections(xyxy[keep], cls[keep], score[keep], names)
 
 
 def describe(spec: str | tuple[int, int], width: int, height: int, input_size: int) -> str:

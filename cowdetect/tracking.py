@@ -237,13 +237,17 @@ class _Pipeline:
         self.reused_frames += len(keyed) - len(todo)
         if todo:
             t0 = time.perf_counter()
-            frames = [_resize(f.rgb, self.detect_scale) for f in todo]
-            # keyword only when tiling, so any object with the plain predict(images, batch_size) detects
-            extra = {"tiles": self.config.tiles} if self.config.tiles != "off" else {}
+            # With tiles the full frame is cut: each tile is resized to the model's input anyway, and a
+            # downscale first would shrink the very cows tiles are for. Keyword only when tiling, so any
+            # object with the plain predict(images, batch_size) detects.
+            tiled = self.config.tiles != "off"
+            scale = 1.0 if tiled else self.detect_scale
+            frames = [_resize(f.rgb, scale) for f in todo]
+            extra = {"tiles": self.config.tiles} if tiled else {}
             outputs = self.detector.predict(frames, batch_size=len(todo), **extra)
             self.detector_seconds += time.perf_counter() - t0
             for f, dets in zip(todo, outputs):
-                raw[f.index] = dets.scaled(1.0 / self.detect_scale)
+                raw[f.index] = dets.scaled(1.0 / scale)
                 if self.cache is not None:
                     self.cache.put(f.index, raw[f.index])
         found = {i: _select(raw[i], self.config) for i in keyed}

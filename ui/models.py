@@ -53,22 +53,23 @@ def active_model_note(store: Store) -> str:
     return f"Detector: pretrained **{ref.architecture}** with COCO weights (no trained model yet; {why})."
 
 
-def latest_result(store: Store, spec: str, split: str | None = None) -> ResultRecord | None:
-    """The newest stored evaluation of the model a spec names, optionally on one split."""
+def latest_result(store: Store, spec: str, split: str | None = None, tiles: str = "off") -> ResultRecord | None:
+    """The newest stored evaluation of the model a spec names with this tiling, optionally on one split."""
     ref = resolve(store, spec)  # once, not once per result
+    label = ref.label if tiles == "off" else f"{ref.label} · tiles {tiles}"
 
     def same(r: ResultRecord) -> bool:
-        return r.model_id == ref.model_id if ref.model_id is not None else \
-            r.model_id is None and r.model_label == ref.label
+        return r.tiles == tiles and (r.model_id == ref.model_id if ref.model_id is not None else
+                                     r.model_id is None and r.model_label == label)
 
     return next((r for r in store.results() if same(r) and split in (None, r.split)), None)
 
 
-def worst_first(store: Store, spec: str) -> list[int]:
+def worst_first(store: Store, spec: str, tiles: str = "off") -> list[int]:
     """Image ids of the model's latest evaluation, lowest AP first (images without cows last)."""
     from cowdetect.metrics import worst_first as by_worst
 
-    result = latest_result(store, spec)
+    result = latest_result(store, spec, tiles=tiles)
     return [] if result is None else [int(r["image_id"]) for r in by_worst(result.metrics["per_image"])]
 
 

@@ -24,7 +24,7 @@ from ..framecache import FrameDetections
 from ..images import encode_image
 from ..models import ModelRef, resolve
 from ..store import RunRecord, Store, VideoRecord, now
-from ..tiling import tiles_text
+from ..tiling import TILING_VERSION, check_grid, parse_tiles, tiles_text
 from .machinery import Log, Ticker, create_run, recorded, start, stderr_log
 from .train import job_spec
 
@@ -89,10 +89,12 @@ def tracking_settings(store: Store, video_id: int, model: str = "active", device
     """
     from ..tracking import get_distance
 
-    store.video(video_id)
+    video = store.video(video_id)
     track_config = from_dict(TrackConfig, config)
     get_distance(track_config.distance)
     track_config = dataclasses.replace(track_config, tiles=tiles_text(track_config.tiles))
+    if video.width and video.height:  # a grid too fine for the frames is refused now, not mid-run
+        check_grid(parse_tiles(track_config.tiles), video.width, video.height)
     dev = resolve_device(device)
     ref = resolve(store, model, dev)
     return {"video_id": video_id, "model": job_spec(ref), "model_label": ref.label, "device": str(dev),
@@ -127,7 +129,7 @@ def detection_cache(store: Store, video: VideoRecord, box: DetectorBox, ref: Mod
     key = {"video": video.sha256, "weights": weights, "detector": to_dict(box.config),
            "device": box.device.type, "max_detect_side": max_detect_side}
     if tiles != "off":  # untiled keys stay as they were, so caches kept before tiling still serve
-        key["tiles"] = tiles
+        key["tiles"], key["tiling"] = tiles, TILING_VERSION
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     return FrameDetections(store.inside(Path("cache") / "detections" / f"{name}.f32"), box.class_names)
 
