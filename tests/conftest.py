@@ -133,3 +133,11 @@ def open_page(name: str, store: Store, monkeypatch: pytest.MonkeyPatch, router: 
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+@pytest.fixture
+def job_store_small(tmp_path: Path) -> Store:
+    """A tiny labeled demo folder (six 128x96 training images) for training jobs."""
+    s = Store(tmp_path / "data")
+    make_demo(s, n_train=6, n_val=0, n_test=0, seed=3, size=(128, 96), video=False)
+    return s
