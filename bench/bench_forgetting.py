@@ -43,8 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     store = Store(args.data_dir)
     train, test, real = store.dataset("train"), store.dataset("test"), real_photos()
-    print(f"| recipe | demo test mAP50 | real mAP (tiles off) | real mAP50 (off) | real mAP (auto) | "
-          f"real mAP50 (auto) | distant found (auto) | train s |")
+    print("| recipe | demo test mAP50 | real mAP (tiles off) | real mAP50 (off) | real mAP (auto) | "
+          "real mAP50 (auto) | distant found (auto) | train s |")
     print("|---|---|---|---|---|---|---|---|")
     rows = [] if args.no_pretrained else [("pretrained", DetectorBox.pretrained("cpu"), 0.0)]
     for name in args.recipes:

@@ -246,7 +246,8 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .store import Store
 
-    from .tiling import tiles_text
+    from .store import hash_dataset
+    from .tiling import tiled_label, tiles_text
 
     tiles = tiles_text(args.tiles)  # checked before any work
     store = Store(args.data_dir)
@@ -254,12 +255,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not len(dataset):
         raise ValueError(f"split {args.split!r} has no labeled images to evaluate on")
     box, ref = _open_detector(args, store)
-    label = ref.label if tiles == "off" else f"{ref.label} · tiles {tiles}"
+    label = tiled_label(ref.label, tiles)
     print(f"evaluating {label} on {len(dataset)} {args.split} images", file=sys.stderr)
     predictions = box.predict_dataset(dataset, tiles=tiles)
     result = box.evaluate(dataset, predictions=predictions, backend=args.backend)
     metrics = result.as_dict()
-    store.add_result(label, args.split, store.dataset_hash(args.split), metrics, ref.model_id, tiles)
+    store.add_result(label, args.split, hash_dataset(dataset), metrics, ref.model_id, tiles)
     if args.predictions:
         from .files import atomic_write_bytes
         from .formats import coco_results

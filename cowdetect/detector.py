@@ -46,6 +46,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def pretrained_reason(device: torch.device) -> str:
+    """Why 'pretrained' means the architecture it means on ``device`` (said by the CLI and the pages)."""
+    if models.pretrained_architecture(device) == GPU_ARCHITECTURE:
+        return "a GPU is present"
+    if device.type == "cuda":
+        return (f"the COCO weights of {GPU_ARCHITECTURE} are not in torch's cache "
+                f"({models.cache_path(models.get_architecture(GPU_ARCHITECTURE).coco_weights.url)}); "
+                f"use the spec coco:{GPU_ARCHITECTURE} to download them once")
+    return CPU_REASON
+
+
 def set_threads(threads: int | None = None) -> int:
     """Set torch's CPU thread count: ``threads``, else ``$COWDETECT_THREADS``, else torch's default
     (all cores). Returns the count in force. On 2 cores, 2 threads are fastest when the machine
@@ -123,16 +134,8 @@ class DetectorBox:
         """
         dev = resolve_device(device)
         architecture = models.pretrained_architecture(dev)
-        if architecture == GPU_ARCHITECTURE:
-            why = "a GPU is present"
-        elif dev.type == "cuda":
-            why = (f"the COCO weights of {GPU_ARCHITECTURE} are not in torch's cache "
-                   f"({models.cache_path(models.get_architecture(GPU_ARCHITECTURE).coco_weights.url)}); "
-                   f"use the spec coco:{GPU_ARCHITECTURE} to download them once")
-        else:
-            why = CPU_REASON
         box = cls(architecture, weights="coco", classes=classes, device=str(dev), weights_dir=weights_dir)
-        box.origin = f"pretrained {architecture} with COCO weights: {why}"
+        box.origin = f"pretrained {architecture} with COCO weights: {pretrained_reason(dev)}"
         return box
 
     @classmethod

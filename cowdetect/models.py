@@ -289,6 +289,12 @@ class ModelRef:
     checkpoint: Path | None = None
 
     @property
+    def pinned(self) -> str:
+        """The spec a job stores: 'pretrained' pinned to the architecture it means now, so a queued
+        run opens the model its label names even if the machine changes meanwhile."""
+        return f"coco:{self.architecture}" if self.kind == "pretrained" else self.spec
+
+    @property
     def weights(self) -> str | Path | None:
         """The ``weights`` argument of :class:`~cowdetect.detector.DetectorBox` for this model."""
         return {"pretrained": "coco", "coco": "coco", "untrained": None}.get(self.kind, self.checkpoint)
@@ -316,8 +322,7 @@ def check_model_name(name: str) -> str:
 
 
 def _stored(record: Any) -> ModelRef:
-    return ModelRef(f"#{record.id}", "stored", record.architecture, f"{record.name} (#{record.id})", record.id,
-                    record.checkpoint)
+    return ModelRef(f"#{record.id}", "stored", record.architecture, record.label, record.id, record.checkpoint)
 
 
 def _file_ref(spec: str) -> ModelRef:

@@ -14,7 +14,6 @@ Boxes are xyxy pixels of the whole image; images are RGB uint8 arrays (H, W, 3).
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Callable, Sequence
 
@@ -66,6 +65,12 @@ def tiles_text(spec: object) -> str:
     """A tiles setting checked and written one way — 'off', 'auto' or 'RxC' — as settings store it."""
     parsed = parse_tiles(spec)
     return parsed if isinstance(parsed, str) else f"{parsed[0]}x{parsed[1]}"
+
+
+def tiled_label(label: str, tiles: str) -> str:
+    """How a model's results with this tiling ('off', 'auto', 'RxC') are named: tiled and untiled
+    results of one model are stored and cached apart."""
+    return label if tiles == "off" else f"{label} · tiles {tiles}"
 
 
 def auto_grid(width: int, height: int, input_size: int) -> tuple[int, int] | None:
@@ -157,7 +162,8 @@ def _stitch(xyxy: np.ndarray, cls: np.ndarray, score: np.ndarray, part: np.ndarr
     """Cut boxes from neighbouring tiles that overlap (a cow wider than the overlap, on a seam) become
     one box, their union with the better score; returns the rows kept (``xyxy`` is widened in place)."""
     order, used, kept = np.argsort(-score), set(), []
-    overlap = np.minimum(_ios(xyxy, xyxy), _ios(xyxy, xyxy).T)
+    ios = _ios(xyxy, xyxy)
+    overlap = np.minimum(ios, ios.T)
     for i in order:
         if i in used:
             continue
@@ -212,12 +218,3 @@ def merge(whole: Detections, tiles: Sequence[tuple[Detections, np.ndarray]], iou
     nested = (part[keep] > 0) & ((ios >= 0.85) & better & other).any(1)
     keep = keep[~nested][:limit]
     return Detections(xyxy[keep], cls[keep], score[keep], names)
-
-
-def describe(spec: str | tuple[int, int], width: int, height: int, input_size: int) -> str:
-    """What a tiles setting does on an image of this size, in words (for pages and logs)."""
-    grid = grid_for(spec, width, height, input_size)
-    if grid is None:
-        return "whole image only"
-    rows, cols = grid
-    return f"whole image + {rows}x{cols} tiles ({math.ceil(width / cols)}x{math.ceil(height / rows)} px, overlapping)"

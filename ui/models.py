@@ -7,9 +7,10 @@ import streamlit as st
 
 from cowdetect import DetectorBox
 from cowdetect.config import GPU_ARCHITECTURE
-from cowdetect.detector import CPU_REASON
+from cowdetect.detector import pretrained_reason, resolve_device
 from cowdetect.models import ARCHITECTURES, ModelRef, resolve
 from cowdetect.store import ResultRecord, Store
+from cowdetect.tiling import tiled_label
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
@@ -42,21 +43,19 @@ def model_choices(store: Store, active: bool = True, untrained: bool = False,
 
 def active_model_note(store: Store) -> str:
     """Which detector the pages use, and why (Markdown)."""
-    import torch
-
     ref = resolve(store, "active")
     if ref.kind == "stored":
         return f"Detector: **{ref.label}** ({ref.architecture}), the active trained version."
-    if torch.cuda.is_available() and ref.architecture == GPU_ARCHITECTURE:
-        return f"Detector: pretrained **{ref.architecture}** with COCO weights (a GPU is present)."
-    why = "its COCO weights are not cached" if torch.cuda.is_available() else CPU_REASON
+    why = pretrained_reason(resolve_device("auto"))
+    if ref.architecture == GPU_ARCHITECTURE:
+        return f"Detector: pretrained **{ref.architecture}** with COCO weights ({why})."
     return f"Detector: pretrained **{ref.architecture}** with COCO weights (no trained model yet; {why})."
 
 
 def latest_result(store: Store, spec: str, split: str | None = None, tiles: str = "off") -> ResultRecord | None:
     """The newest stored evaluation of the model a spec names with this tiling, optionally on one split."""
     ref = resolve(store, spec)  # once, not once per result
-    label = ref.label if tiles == "off" else f"{ref.label} · tiles {tiles}"
+    label = tiled_label(ref.label, tiles)
 
     def same(r: ResultRecord) -> bool:
         return r.tiles == tiles and (r.model_id == ref.model_id if ref.model_id is not None else

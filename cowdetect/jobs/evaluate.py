@@ -11,10 +11,9 @@ from typing import Any
 from ..detections import BACKGROUND
 from ..detector import DetectorBox, resolve_device
 from ..models import coco_class_names, resolve
-from ..tiling import tiles_text
+from ..tiling import tiled_label, tiles_text
 from ..store import ResultRecord, RunRecord, Store, hash_dataset, now
 from .machinery import Log, Ticker, create_run, recorded, start, stderr_log
-from .train import job_spec
 
 
 def evaluation_settings(store: Store, model: str, split: str = "test", device: str = "auto",
@@ -46,9 +45,8 @@ def evaluation_settings(store: Store, model: str, split: str = "test", device: s
     if not (set(classes) - {BACKGROUND}) & set(store.classes()):
         raise ValueError(f"model {ref.label}: its classes {list(classes)[:8]} share no name with the dataset's "
                          f"{list(store.classes())}; nothing to score")
-    label = ref.label if tiles == "off" else f"{ref.label} · tiles {tiles}"
-    return {"model": job_spec(ref), "model_label": label, "model_id": ref.model_id, "split": split,
-            "dataset_hash": store.dataset_hash(split), "device": str(dev), "tiles": tiles}
+    return {"model": ref.pinned, "model_label": tiled_label(ref.label, tiles), "model_id": ref.model_id,
+            "split": split, "dataset_hash": hash_dataset(dataset), "device": str(dev), "tiles": tiles}
 
 
 def cached_evaluation(store: Store, settings: dict[str, Any]) -> ResultRecord | None:

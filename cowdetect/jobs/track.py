@@ -26,7 +26,6 @@ from ..models import ModelRef, resolve
 from ..store import RunRecord, Store, VideoRecord, now
 from ..tiling import TILING_VERSION, check_grid, parse_tiles, tiles_text
 from .machinery import Log, Ticker, create_run, recorded, start, stderr_log
-from .train import job_spec
 
 # What a tracking run leaves in runs/run-N/.
 TRACK_FILES = {"video": "tracked.mp4", "mot": "tracks.mot.txt", "csv": "tracks.csv", "preview": "preview.jpg"}
@@ -97,7 +96,7 @@ def tracking_settings(store: Store, video_id: int, model: str = "active", device
         check_grid(parse_tiles(track_config.tiles), video.width, video.height)
     dev = resolve_device(device)
     ref = resolve(store, model, dev)
-    return {"video_id": video_id, "model": job_spec(ref), "model_label": ref.label, "device": str(dev),
+    return {"video_id": video_id, "model": ref.pinned, "model_label": ref.label, "device": str(dev),
             "config": to_dict(track_config)}
 
 

@@ -19,19 +19,13 @@ from ..data import LabeledDataset
 from ..detector import DetectorBox, read_checkpoint_meta, resolve_device
 from ..engine import validation_loss
 from .. import models
-from ..models import ModelRef, check_model_name, resolve
-from ..store import RunRecord, Store, now
+from ..models import check_model_name, resolve
+from ..store import RunRecord, Store, hash_dataset, now
 from .machinery import Log, create_run, recorded, start, stderr_log
 
 # Fewer labeled training images than this cannot teach a detector anything useful.
 MIN_TRAIN_IMAGES = 5
 SCORES = ("map", "map_50", "map_75")
-
-
-def job_spec(ref: ModelRef) -> str:
-    """The spec a job stores: 'pretrained' is pinned to the architecture it meant when the job
-    was asked for, so the run opens the model its label names even if the machine changes."""
-    return f"coco:{ref.architecture}" if ref.kind == "pretrained" else ref.spec
 
 
 def training_settings(store: Store, base: str = "pretrained", iterations: int | None = None,
@@ -71,7 +65,7 @@ def training_settings(store: Store, base: str = "pretrained", iterations: int | 
         raise ValueError(f"split {train_split!r} has {len(dataset)} labeled images; label at least "
                          f"{MIN_TRAIN_IMAGES - len(dataset)} more (the minimum is {MIN_TRAIN_IMAGES})")
     dataset.require_nonempty("train")
-    return {"base": job_spec(ref), "base_label": ref.label, "parent_id": ref.model_id,
+    return {"base": ref.pinned, "base_label": ref.label, "parent_id": ref.model_id,
             "architecture": ref.architecture, "device": str(dev), "train_split": train_split,
             "val_split": val_split, "test_split": test_split, "eval_every": runs["eval_every"],
             "patience": runs["patience"], "name": name, "config": to_dict(config)}
@@ -283,7 +277,7 @@ class TrainingJob:
             final.unlink(missing_ok=True)
         if self.test_set is not None:  # filed under the version's id: it exists now
             self.store.add_result(record.label, self.settings["test_split"],
-                                  self.store.dataset_hash(self.settings["test_split"]), after.as_dict(), record.id)
+                                  hash_dataset(self.test_set), after.as_dict(), record.id)
         self.store.update_run(self.run_id, status="done", iteration=reached, model_id=record.id,
                               metrics=self.metrics, finished_at=now())
         self.log(f"run {self.run_id}: saved model version {record.label}; {moo(self.metrics)}")
@@ -306,7 +300,7 @@ class TrainingJob:
         return {"run_id": self.run_id, "base": self.settings["base"], "base_label": self.settings["base_label"],
                 "iterations": reached, **self.settings["config"],
                 "dataset": {"split": self.settings["train_split"], "image_ids": [s.image_id for s in self.train_set],
-                            "boxes_hash": self.store.dataset_hash(self.settings["train_split"])},
+                            "boxes_hash": hash_dataset(self.train_set)},
                 "best_val_map_50": best["map_50"] if best["map_50"] >= 0 else None,
                 "best_iteration": best["iteration"] or None, "seconds": self.metrics["seconds"],
                 "device": str(box.device), "before": self.metrics.get("before"), "after": self.metrics.get("after")}

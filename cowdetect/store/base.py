@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import sqlite3
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 from .schema import migrate
 
@@ -49,6 +49,11 @@ class StoreBase:
         with self.connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             yield conn
+
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """The first row a query gives, or None (in its own short connection)."""
+        with self.connect() as conn:
+            return conn.execute(sql, args).fetchone()
 
     def inside(self, relative: str | Path) -> Path:
         """Absolute path of a file stored under the data folder; refuses to leave it."""

@@ -122,8 +122,7 @@ class ImagesMixin(StoreBase):
 
     def image(self, image_id: int) -> ImageRecord:
         """The image with this id; ValueError when there is none."""
-        with self.connect() as conn:
-            row = conn.execute("SELECT * FROM images WHERE id = ?", (int(image_id),)).fetchone()
+        row = self._one("SELECT * FROM images WHERE id = ?", (int(image_id),))
         if row is None:
             raise ValueError(f"image id {image_id}: no such image")
         return self._image(row)
@@ -243,8 +242,7 @@ class ImagesMixin(StoreBase):
 
     def version(self, image_id: int) -> int:
         """How many times an image's boxes were saved (0: never). Compare to detect a stale view."""
-        with self.connect() as conn:
-            row = conn.execute("SELECT version FROM images WHERE id = ?", (int(image_id),)).fetchone()
+        row = self._one("SELECT version FROM images WHERE id = ?", (int(image_id),))
         if row is None:
             raise ValueError(f"image id {image_id}: no such image")
         return int(row[0])

@@ -68,16 +68,14 @@ class ModelsMixin(StoreBase):
         """The version with this id; ValueError lists the stored ids and names."""
         if not isinstance(model_id, int) or isinstance(model_id, bool):
             raise ValueError(f"model id: expected a whole number, got {model_id!r}")
-        with self.connect() as conn:
-            row = conn.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
+        row = self._one("SELECT * FROM models WHERE id = ?", (model_id,))
         if row is None:
             raise ValueError(f"model: no version with id {model_id}; stored versions: {self._listing()}")
         return self._model(row)
 
     def model_by_name(self, name: str) -> ModelRecord:
         """The version called ``name``; ValueError lists the stored ids and names."""
-        with self.connect() as conn:
-            row = conn.execute("SELECT * FROM models WHERE name = ?", (str(name),)).fetchone()
+        row = self._one("SELECT * FROM models WHERE name = ?", (str(name),))
         if row is None:
             raise ValueError(f"model: no version called {name!r}; stored versions: {self._listing()}")
         return self._model(row)
@@ -87,8 +85,7 @@ class ModelsMixin(StoreBase):
 
     def active_model(self) -> ModelRecord | None:
         """The version set active for prediction and tracking, else the newest, else None."""
-        with self.connect() as conn:
-            row = conn.execute("SELECT * FROM models ORDER BY active DESC, id DESC LIMIT 1").fetchone()
+        row = self._one("SELECT * FROM models ORDER BY active DESC, id DESC LIMIT 1")
         return self._model(row) if row is not None else None
 
     def set_active_model(self, model_id: int) -> ModelRecord:

@@ -90,8 +90,7 @@ class RunsMixin(StoreBase):
 
     def run(self, run_id: int) -> RunRecord:
         """One run; ValueError when there is none."""
-        with self.connect() as conn:
-            row = conn.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        row = self._one("SELECT * FROM runs WHERE id = ?", (int(run_id),))
         if row is None:
             raise ValueError(f"run {run_id}: no such run")
         return run_row(row)
@@ -129,15 +128,10 @@ class RunsMixin(StoreBase):
                       model_id: int | None = None, tiles: str = "off") -> ResultRecord | None:
         """The newest result for this model (by id when stored, else by label) on exactly this
         split content (``dataset_hash``), or None: re-opening a page never recomputes."""
-        with self.connect() as conn:
-            if model_id is not None:
-                row = conn.execute("SELECT * FROM results WHERE model_id = ? AND split = ? AND dataset_hash = ? "
-                                   "AND tiles = ? ORDER BY id DESC LIMIT 1",
-                                   (int(model_id), split, dataset_hash, tiles)).fetchone()
-            else:
-                row = conn.execute("SELECT * FROM results WHERE model_id IS NULL AND model_label = ? AND split = ? "
-                                   "AND dataset_hash = ? AND tiles = ? ORDER BY id DESC LIMIT 1",
-                                   (model_label, split, dataset_hash, tiles)).fetchone()
+        who, key = ("model_id = ?", int(model_id)) if model_id is not None else \
+            ("model_id IS NULL AND model_label = ?", model_label)
+        row = self._one(f"SELECT * FROM results WHERE {who} AND split = ? AND dataset_hash = ? AND tiles = ? "
+                        "ORDER BY id DESC LIMIT 1", (key, split, dataset_hash, tiles))
         return result_row(row) if row is not None else None
 
     def results(self) -> list[ResultRecord]:

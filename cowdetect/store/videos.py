@@ -62,8 +62,7 @@ class VideosMixin(StoreBase):
 
     def video(self, video_id: int) -> VideoRecord:
         """The video with this id; ValueError lists the stored ids."""
-        with self.connect() as conn:
-            row = conn.execute("SELECT * FROM videos WHERE id = ?", (int(video_id),)).fetchone()
+        row = self._one("SELECT * FROM videos WHERE id = ?", (int(video_id),))
         if row is None:
             raise ValueError(f"video {video_id}: no such stored video (stored: {[v.id for v in self.videos()] or 'none'})")
         return video_row(row, self.inside)
