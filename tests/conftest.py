@@ -141,3 +141,19 @@ def job_store_small(tmp_path: Path) -> Store:
     s = Store(tmp_path / "data")
     make_demo(s, n_train=6, n_val=0, n_test=0, seed=3, size=(128, 96), video=False)
     return s
+
+
+def statuses_until_done(store: Store, run_id: int, timeout: float = 120.0) -> list[str]:
+    """The statuses a background run passes through, in order, waiting (polling) until it is done.
+    Fails at once on any status but queued / running before done, and after ``timeout`` seconds."""
+    import time
+    seen = [store.run(run_id).status]
+    deadline = time.monotonic() + timeout
+    while seen[-1] != "done":
+        assert seen[-1] in ("queued", "running"), store.run(run_id)
+        assert time.monotonic() < deadline, store.run(run_id)
+        time.sleep(0.2)
+        status = store.run(run_id).status
+        if status != seen[-1]:
+            seen.append(status)
+    return seen

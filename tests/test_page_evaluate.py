@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import add_tiny_model, open_page
+from conftest import add_tiny_model, open_page, statuses_until_done
 from cowdetect import jobs
 from cowdetect.demo import make_demo
 from cowdetect.store import Store
@@ -43,11 +42,7 @@ def test_evaluate_in_a_worker_then_compare(two_versions, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     run, = two_versions.runs("evaluate")
     assert run.pid and run.params["model"] == "#1" and run.params["model_label"] == "before (#1)"
-    deadline = time.monotonic() + 120
-    while (status := two_versions.run(run.id).status) != "done":
-        assert status in ("queued", "running"), two_versions.run(run.id)
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    statuses_until_done(two_versions, run.id)
     # the second version, in the foreground (the CLI's way): the page shows both side by side
     settings = jobs.evaluation_settings(two_versions, "after", "test")
     jobs.run_job(two_versions, jobs.create_evaluation_run(two_versions, settings), log=lambda m: None)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import open_page
+from conftest import open_page, statuses_until_done
 from cowdetect import jobs
 
 
@@ -28,11 +27,7 @@ def test_track_compare_and_download(video_store, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     run = video_store.runs("track")[0]
     assert run.pid and run.params["model_label"] == "tiny (#1)" and run.params["model"] == "#1"
-    deadline = time.monotonic() + 120
-    while (status := video_store.run(run.id).status) != "done":
-        assert status in ("queued", "running"), video_store.run(run.id)
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    statuses_until_done(video_store, run.id)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     labels = {m.label for m in at.metric}

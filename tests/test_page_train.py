@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, add_tiny_model
+from conftest import ROOT, add_tiny_model, statuses_until_done
 from cowdetect.demo import make_demo
 from cowdetect.store import Store
 
@@ -50,14 +49,7 @@ def test_start_a_run_and_see_it_finish(page_store):
     pid = runs[0].pid
     button(at, "Start training").click().run()  # a second click while it runs: still one job, one worker
     assert len(page_store.runs("train")) == 1
-    seen = [page_store.run(runs[0].id).status]
-    deadline = time.monotonic() + 240
-    while seen[-1] != "done":
-        assert time.monotonic() < deadline, page_store.run(runs[0].id)
-        time.sleep(0.5)
-        status = page_store.run(runs[0].id).status
-        if status != seen[-1]:
-            seen.append(status)
+    seen = statuses_until_done(page_store, runs[0].id, timeout=240)
     assert seen in (["queued", "running", "done"], ["running", "done"], ["queued", "done"], ["done"]), seen
     assert page_store.run(runs[0].id).pid == pid and page_store.run(runs[0].id).iteration == 2
     at.run()
