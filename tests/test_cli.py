@@ -106,6 +106,10 @@ ERRORS = [
     (lambda d, t: ["evaluate", "--model", "nope"], "no version called 'nope'"),
     (lambda d, t: ["evaluate", "--split", "val"], "no labeled images"),
     (lambda d, t: ["predict", str(t / "notes.jpg"), "--model", str(t / "fake.pt")], "not an image|checkpoint"),
+    (lambda d, t: ["train", "--model", f"untrained:{FRCNN}", "--name", "123"], "name: expected letters"),
+    (lambda d, t: ["train", "--model", f"untrained:{FRCNN}", "--keep-start", "2"], "keep_start: expected a number"),
+    (lambda d, t: ["train", "--model", f"untrained:{FRCNN}", "--backbone-lr", "-1"], "backbone_lr: expected"),
+    (lambda d, t: ["train", "--model", f"untrained:{FRCNN}", "--tile-crops", "nan"], "tile_crops: expected"),
 ]
 
 
@@ -119,11 +123,11 @@ def bad_files(tmp_path: Path) -> None:
 def test_errors_are_one_line_and_store_nothing(trained, tmp_path, make_args, message):
     data, _, _ = trained
     bad_files(tmp_path)
-    before = files_of(data)
+    before, runs = files_of(data), store_runs(data)
     out = cli(*make_args(data, tmp_path), data_dir=data)  # an uncaught exception would fail the test here
     assert out.returncode == 2
     assert_one_error_line(out.stderr, message)
-    assert files_of(data) == before
+    assert files_of(data) == before and store_runs(data) == runs
 
 
 def test_error_in_a_real_process_is_exit_2_one_line_no_traceback(trained, tmp_path):
