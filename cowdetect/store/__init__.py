@@ -9,7 +9,8 @@ Layout of a data folder (default ``./data``, or ``--data-dir`` / ``COWDETECT_DAT
     videos/<sha256>.mp4     videos (and <sha256>.gt.txt ground truth in MOTChallenge format)
     cache/detections/       per-frame detections kept by tracking runs (cowdetect.framecache)
 
-One module per table group (:mod:`.images`, :mod:`.models`, :mod:`.runs`, :mod:`.videos`),
+One module per table group (:mod:`.images`, :mod:`.models`, :mod:`.runs`, :mod:`.suggestions`,
+:mod:`.videos`),
 the schema and its migrations in :mod:`.schema`, the typed rows handed out in :mod:`.rows`.
 Each call opens its own short connection, so a Store is safe to share between threads and
 processes. Every write is one transaction: on error nothing is changed, and a file written
@@ -23,16 +24,18 @@ from typing import Any
 from .base import DB_NAME
 from .images import SPLITS, ImagesMixin, check_split, hash_dataset
 from .models import ModelsMixin
-from .rows import ACTIVE, RUN_STATUSES, ImageRecord, ModelRecord, ResultRecord, RunRecord, VideoRecord
+from .rows import (ACTIVE, RUN_STATUSES, ImageRecord, ModelRecord, ResultRecord, RunRecord, SuggestionSet,
+                   VideoRecord)
 from .runs import RunsMixin, now
 from .schema import SCHEMA_VERSION
+from .suggestions import STATES, SuggestionsMixin
 from .videos import VideosMixin
 
-__all__ = ["ACTIVE", "DB_NAME", "RUN_STATUSES", "SCHEMA_VERSION", "SPLITS", "ImageRecord", "ModelRecord",
-           "ResultRecord", "RunRecord", "Store", "VideoRecord", "check_split", "hash_dataset", "now"]
+__all__ = ["ACTIVE", "DB_NAME", "RUN_STATUSES", "SCHEMA_VERSION", "SPLITS", "STATES", "ImageRecord", "ModelRecord",
+           "ResultRecord", "RunRecord", "Store", "SuggestionSet", "VideoRecord", "check_split", "hash_dataset", "now"]
 
 
-class Store(ImagesMixin, ModelsMixin, RunsMixin, VideosMixin):
+class Store(ImagesMixin, ModelsMixin, RunsMixin, SuggestionsMixin, VideosMixin):
     """A data folder: the SQLite database plus image, model and video files.
 
     Boxes are stored as xyxy pixels of the original image; images are decoded as RGB.

@@ -14,9 +14,13 @@ from PIL import Image
 from ..data import LabeledDataset, Sample, check_boxes_inside
 from ..detections import BACKGROUND, Detections
 from ..files import atomic_write_bytes
-from ..images import ImageSource, encode_image, load_image
+from ..images import ImageSource, encode_image, load_image, perceptual_hash
 from .base import StoreBase, sha256_hex
 from .rows import ImageRecord, image_row
+from .suggestions import record_effort
+
+# (stored video id, frame index, the frame's timestamp in seconds)
+VideoFrameSource = tuple[int, int, float]
 
 SPLITS = ("train", "val", "test", "unassigned")
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
@@ -76,13 +80,16 @@ class ImagesMixin(StoreBase):
         return image_row(row, self.inside)
 
     def add_image(self, source: ImageSource, name: str | None = None, split: str = "unassigned",
-                  boxes: Detections | None = None) -> tuple[ImageRecord, bool]:
+                  boxes: Detections | None = None, frame: VideoFrameSource | None = None
+                  ) -> tuple[ImageRecord, bool]:
         """Store an image (RGB; and optionally its ground-truth boxes, xyxy px).
 
         The image is fully decoded first, so corrupt or truncated files, non-images and
         decompression bombs raise ValueError and store nothing. Identical bytes are stored
         once: the second call returns the existing record and ``False`` — also when several
         processes add the same bytes at the same moment (one row, one file, no exception).
+        ``frame`` = (video id, frame index, timestamp in s) records where a video frame came
+        from; a frame of a video that is already stored is returned as is (``False``).
 
         Returns:
             (record, created)
@@ -94,12 +101,16 @@ class ImagesMixin(StoreBase):
         if boxes is not None:
             check_boxes_inside(boxes.xyxy, width, height, f"image {label}")
         sha = sha256_hex(data)
+        phash = perceptual_hash(rgb)
         fmt = Image.open(io.BytesIO(data)).format or "PNG"
         rel = Path("images") / sha[:2] / f"{sha}{_EXTENSIONS.get(fmt, '.png')}"
         # Under the write lock no other process can insert this image, so "not there yet, write
         # the file, insert" cannot race, and a failed insert may remove the file it wrote.
         with self.write_lock() as conn:
             row = conn.execute("SELECT * FROM images WHERE sha256 = ?", (sha,)).fetchone()
+            if row is None and frame is not None:
+                row = conn.execute("SELECT * FROM images WHERE video_id = ? AND frame_index = ?",
+                                   (int(frame[0]), int(frame[1]))).fetchone()
             if row is not None:
                 return self._image(row), False
             path = self.inside(rel)
@@ -107,9 +118,11 @@ class ImagesMixin(StoreBase):
             if wrote:
                 atomic_write_bytes(path, data)
             try:
+                video_id, frame_index, frame_time = frame if frame is not None else (None, None, None)
                 cur = conn.execute(
-                    "INSERT INTO images(sha256, file, original_name, width, height, split) VALUES (?,?,?,?,?,?)",
-                    (sha, rel.as_posix(), name, width, height, split))
+                    "INSERT INTO images(sha256, file, original_name, width, height, split, video_id, frame_index, "
+                    "frame_time, phash) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (sha, rel.as_posix(), name, width, height, split, video_id, frame_index, frame_time, phash))
                 image_id = int(cur.lastrowid)  # type: ignore[arg-type]
                 if boxes is not None:
                     self._write_boxes(conn, image_id, boxes, width, height)
@@ -119,6 +132,11 @@ class ImagesMixin(StoreBase):
                     path.unlink(missing_ok=True)
                 raise
         return self._image(row), True
+
+    def frame_image(self, video_id: int, frame_index: int) -> ImageRecord | None:
+        """The image imported from this frame of a stored video, or None."""
+        row = self._one("SELECT * FROM images WHERE video_id = ? AND frame_index = ?", (int(video_id), int(frame_index)))
+        return self._image(row) if row is not None else None
 
     def image(self, image_id: int) -> ImageRecord:
         """The image with this id; ValueError when there is none."""
@@ -237,6 +255,7 @@ class ImagesMixin(StoreBase):
         record = self.image(image_id)
         with self.connect() as conn:
             self._write_boxes(conn, record.id, boxes, record.width, record.height)
+            record_effort(conn, record.id, boxes)
             conn.execute("UPDATE images SET version = version + 1 WHERE id = ?", (record.id,))
             return int(conn.execute("SELECT version FROM images WHERE id = ?", (record.id,)).fetchone()[0])
 

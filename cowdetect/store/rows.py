@@ -25,6 +25,37 @@ class ImageRecord:
     height: int
     split: str
     labeled: bool
+    # where a frame imported from a stored video came from (None for other images)
+    video_id: int | None = None
+    frame_index: int | None = None
+    frame_time: float | None = None   # seconds, the frame's own timestamp
+    phash: str | None = None          # perceptual hash (cowdetect.images.perceptual_hash), 16 hex digits
+
+    @property
+    def source_text(self) -> str | None:
+        """'video 3, frame 120 at 4.80 s' for a video frame, else None."""
+        if self.video_id is None:
+            return None
+        return f"video {self.video_id}, frame {self.frame_index} at {self.frame_time or 0:.2f} s"
+
+
+@dataclass(frozen=True)
+class SuggestionSet:
+    """A model's (or a tracker's) boxes for one image, kept apart from its ground truth.
+
+    ``boxes`` is a :class:`cowdetect.detections.Detections` (xyxy px of the original image,
+    scores) in the store's vocabulary; ``source`` names what made them ('cow-ft (#3)',
+    'coco:ssdlite…', 'tracker, run 12').
+    """
+
+    image_id: int
+    source: str
+    model_id: int | None
+    run_id: int | None
+    score_threshold: float | None
+    uncertainty: float | None
+    created_at: str
+    boxes: Any
 
 
 @dataclass(frozen=True)
@@ -131,7 +162,8 @@ def model_row(row: sqlite3.Row, inside: Callable[[str], Path]) -> ModelRecord:
 
 def image_row(row: sqlite3.Row, inside: Callable[[str], Path]) -> ImageRecord:
     return ImageRecord(row["id"], row["sha256"], inside(row["file"]), row["original_name"], row["width"],
-                       row["height"], row["split"], bool(row["labeled"]))
+                       row["height"], row["split"], bool(row["labeled"]), row["video_id"], row["frame_index"],
+                       row["frame_time"], row["phash"])
 
 
 def video_row(row: sqlite3.Row, inside: Callable[[str], Path]) -> VideoRecord:

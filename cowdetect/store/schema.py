@@ -138,6 +138,49 @@ MIGRATIONS: list[str] = [
            OR lower(name) IN ('active', 'pretrained', 'untrained', 'coco');
     CREATE INDEX runs_status ON runs(status, device);
     """,
+    # 5: from video to labels. An image may come from a stored video's frame (its index and own
+    # timestamp); a perceptual hash finds near-identical images. A model's (or a tracker's) boxes
+    # for an image are suggestions, kept apart from ground truth, one set per image; when the
+    # image is saved, how its suggestions were edited is the labeling effort of their source.
+    """
+    ALTER TABLE images ADD COLUMN video_id INTEGER REFERENCES videos(id) ON DELETE SET NULL;
+    ALTER TABLE images ADD COLUMN frame_index INTEGER;
+    ALTER TABLE images ADD COLUMN frame_time REAL;
+    ALTER TABLE images ADD COLUMN phash TEXT;
+    CREATE INDEX images_frame ON images(video_id, frame_index);
+    CREATE TABLE suggestion_sets (
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        source TEXT NOT NULL,
+        model_id INTEGER REFERENCES models(id) ON DELETE SET NULL,
+        run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        score_threshold REAL,
+        uncertainty REAL,
+        created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE INDEX suggestion_sets_run ON suggestion_sets(run_id);
+    CREATE INDEX suggestion_sets_uncertainty ON suggestion_sets(uncertainty);
+    CREATE TABLE suggestions (
+        id INTEGER PRIMARY KEY,
+        image_id INTEGER NOT NULL REFERENCES suggestion_sets(image_id) ON DELETE CASCADE,
+        class_name TEXT NOT NULL,
+        x_min REAL NOT NULL, y_min REAL NOT NULL, x_max REAL NOT NULL, y_max REAL NOT NULL,
+        score REAL,
+        CHECK (x_max >= x_min AND y_max >= y_min)
+    );
+    CREATE INDEX suggestions_image ON suggestions(image_id);
+    CREATE TABLE label_effort (
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        source TEXT NOT NULL,
+        model_id INTEGER REFERENCES models(id) ON DELETE SET NULL,
+        suggested INTEGER NOT NULL,
+        unchanged INTEGER NOT NULL,
+        changed INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        added INTEGER NOT NULL,
+        saved_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE INDEX label_effort_model ON label_effort(model_id, source);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
