@@ -92,6 +92,8 @@ if current.active:
     live(chosen)
 else:
     ui.track_results(store, current)
+    if current.status == "done":
+        ui.to_label_section(store, current)
 
 done = [r for r in runs if r.status == "done"]
 if len(done) >= 2:

@@ -126,6 +126,10 @@ def perceptual_hash(rgb: np.ndarray) -> str:
     import cv2
     import imagehash
 
+    # A whole-number shrink first (OpenCV's fast path for area resampling), then to 64x64.
+    factor = max(1, min(rgb.shape[0], rgb.shape[1]) // 128)
+    if factor > 1:
+        rgb = cv2.resize(rgb, (rgb.shape[1] // factor, rgb.shape[0] // factor), interpolation=cv2.INTER_AREA)
     small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA)
     return str(imagehash.phash(Image.fromarray(small)))
 

@@ -64,18 +64,9 @@ def counts_per_frame(tracks: pd.DataFrame, num_frames: int) -> pd.DataFrame:
     return counts.reindex(index, fill_value=0).rename("cows").reset_index()
 
 
-def mot_scores(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold: float = 0.5,
-               num_frames: int | None = None) -> dict[str, Any]:
-    """CLEAR-MOT and identity scores of ``tracks`` against ``ground_truth`` (both from :func:`read_mot`).
-
-    Matching is by box IoU ≥ ``iou_threshold``. Ground-truth rows with conf 0 are ignored.
-    Frames past ``num_frames`` (a video cut short) are left out of the ground truth.
-
-    Returns:
-        mota, idf1, motp (mean 1 - IoU of matches), precision, recall, id_switches,
-        fragmentations, mostly_tracked, mostly_lost, num_unique_objects, num_tracks,
-        num_false_positives, num_misses.
-    """
+def _accumulate(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold: float,
+                num_frames: int | None) -> Any:
+    """A motmetrics accumulator matching ``tracks`` to ``ground_truth`` frame by frame (IoU)."""
     import motmetrics
 
     gt = ground_truth[ground_truth["conf"] != 0]
@@ -95,6 +86,40 @@ def mot_scores(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold: 
                                                     h[["x", "y", "w", "h"]].to_numpy(float),
                                                     max_iou=1.0 - iou_threshold)
         accumulator.update(g["id"].to_numpy(), h["id"].to_numpy(), distances, frameid=frame)
+    return accumulator
+
+
+def id_switches(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold: float = 0.5,
+                num_frames: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Each identity switch as (frame from 1, true id, the track id it had, the track id it got)."""
+    events = _accumulate(ground_truth, tracks, iou_threshold, num_frames).mot_events
+    last_track: dict[int, int] = {}
+    out = []
+    for (frame, _), event in events.iterrows():
+        if event["Type"] not in ("MATCH", "SWITCH"):
+            continue
+        gt_id, track_id = int(event["OId"]), int(event["HId"])
+        if event["Type"] == "SWITCH":
+            out.append((int(frame), gt_id, last_track.get(gt_id, -1), track_id))
+        last_track[gt_id] = track_id
+    return out
+
+
+def mot_scores(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold: float = 0.5,
+               num_frames: int | None = None) -> dict[str, Any]:
+    """CLEAR-MOT and identity scores of ``tracks`` against ``ground_truth`` (both from :func:`read_mot`).
+
+    Matching is by box IoU ≥ ``iou_threshold``. Ground-truth rows with conf 0 are ignored.
+    Frames past ``num_frames`` (a video cut short) are left out of the ground truth.
+
+    Returns:
+        mota, idf1, motp (mean 1 - IoU of matches), precision, recall, id_switches,
+        fragmentations, mostly_tracked, mostly_lost, num_unique_objects, num_tracks,
+        num_false_positives, num_misses.
+    """
+    import motmetrics
+
+    accumulator = _accumulate(ground_truth, tracks, iou_threshold, num_frames)
     names = {"mota": "mota", "idf1": "idf1", "motp": "motp", "precision": "precision", "recall": "recall",
              "num_switches": "id_switches", "num_fragmentations": "fragmentations",
              "mostly_tracked": "mostly_tracked", "mostly_lost": "mostly_lost",

@@ -157,3 +157,31 @@ def statuses_until_done(store: Store, run_id: int, timeout: float = 120.0) -> li
         if status != seen[-1]:
             seen.append(status)
     return seen
+
+
+def run_with_switch(store: Store) -> tuple[int, "pd.DataFrame"]:
+    """A finished tracking run on ``store``'s demo video whose tracks are the ground truth with one
+    identity switch (the first cow's track is renamed 99 from frame 11 on), written as the job
+    writes them, with its frames to label found. Returns (run id, the track table)."""
+    import pandas as pd
+
+    from cowdetect import jobs
+    from cowdetect.mot import read_mot
+
+    video = store.videos()[0]
+    truth = read_mot(video.gt_path)
+    truth = truth[truth["conf"] != 0]
+    cow = int(truth["id"].iloc[0])
+    rows = pd.DataFrame({"frame": truth["frame"], "time_s": (truth["frame"] - 1) / video.fps,
+                         "id": np.where((truth["id"] == cow) & (truth["frame"] >= 11), 99, truth["id"]),
+                         "x1": truth["x"], "y1": truth["y"], "x2": truth["x"] + truth["w"],
+                         "y2": truth["y"] + truth["h"], "score": 0.8, "detected": 1})
+    run_id = jobs.create_tracking_run(store, jobs.tracking_settings(store, video.id, model="tiny", detect_every=1))
+    files = jobs.track_outputs(store, run_id)
+    files["csv"].parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(files["csv"], index=False)
+    files["mot"].write_text("".join(f"{r.frame},{r.id},{r.x1},{r.y1},{r.x2 - r.x1},{r.y2 - r.y1},{r.score},-1,-1,-1\n"
+                                    for r in rows.itertuples()))
+    store.update_run(run_id, status="done", iteration=int(video.frames))
+    store.update_run(run_id, metrics={"to_label": jobs.find_frames_to_label(store, run_id)})
+    return run_id, rows

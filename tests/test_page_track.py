@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import open_page, statuses_until_done
+from conftest import open_page, run_with_switch, statuses_until_done
 from cowdetect import jobs
 
 
@@ -44,3 +44,20 @@ def test_track_compare_and_download(video_store, monkeypatch):
     assert list(table.index) == [f"run {second} · tiny (#1)", f"run {run.id} · tiny (#1)"]
     assert table["mota"].notna().all() and table["idf1"].notna().all()
     assert len(at.get("video")) == 3
+
+
+def test_frames_where_tracking_broke_go_to_the_dataset(video_store, monkeypatch):
+    run_id, _ = run_with_switch(video_store)
+    found = jobs.frames_to_label_of(video_store, run_id)
+    at = page(video_store, monkeypatch)
+    assert f"Frames worth labeling ({len(found)})" in [s.value for s in at.subheader]
+    boxes = [c for c in at.checkbox if c.key.startswith(f"tolabel-{run_id}-")]
+    assert [c.key for c in boxes] == [f"tolabel-{run_id}-{f['frame']}" for f in found] and all(c.value for c in boxes)
+    for extra in boxes[1:]:
+        extra.uncheck()
+    at.run()
+    at.button(key=f"tolabel-add-{run_id}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Added 1 frame with the tracker's boxes as suggestions" in at.success[0].value
+    (image,) = video_store.images()
+    assert image.frame_index == found[0]["frame"] and video_store.image_states([image.id]) == {image.id: "suggested"}

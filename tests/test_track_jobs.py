@@ -81,6 +81,8 @@ def test_cli_track(video_store, tmp_path, capsys):
     assert report["frames"] == 20 and report["status"] == "done" and "mota" in report and "idf1" in report
     assert probe_video(out).codec == "h264" and (tmp_path / "t.csv").is_file()
     assert video_store.runs("track")[0].params["config"]["detect_every"] == 2
+    assert report["to_label"] == video_store.runs("track")[0].metrics["to_label"]  # the frames where tracking broke
+    assert all(set(f) == {"frame", "time", "kind", "reason", "track_ids"} for f in report["to_label"])
 
 
 def test_cli_track_bad_video(video_store, tmp_path, capsys):

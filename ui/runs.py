@@ -93,6 +93,40 @@ def track_results(store: Store, run: RunRecord) -> None:
                   y_label="cows tracked", height=180)
 
 
+def to_label_section(store: Store, run: RunRecord) -> None:
+    """The frames where a finished tracking run broke, each with its thumbnail (the tracker's
+    boxes drawn) and why; the chosen ones go into the dataset with the tracker's boxes as
+    suggestions (they open on the Label page ready to correct)."""
+    found = jobs.frames_to_label_of(store, run.id)
+    st.subheader(f"Frames worth labeling ({len(found)})")
+    if not found:
+        st.caption("Tracking did not break anywhere this run can tell: no ID switch, no cow kept alive without a "
+                   "detection, no short track, no track born or lost in mid-picture.")
+        return
+    st.caption("Where tracking broke: labeling these frames teaches the detector what it got wrong there.")
+    chosen = []
+    for start in range(0, len(found), 4):
+        for col, item in zip(st.columns(4), found[start:start + 4]):
+            if item["thumbnail"] is not None:
+                col.image(str(item["thumbnail"]))
+            keep = col.checkbox(f"frame {item['frame']} · {item['time']:.1f} s", value=True,
+                                key=f"tolabel-{run.id}-{item['frame']}", help=item["reason"])
+            col.caption(item["reason"])
+            if keep:
+                chosen.append(item["frame"])
+    if st.button(f"Add {len(chosen)} frames to the dataset", type="primary", disabled=not chosen,
+                 key=f"tolabel-add-{run.id}"):
+        try:
+            report = jobs.import_run_frames(store, run.id, chosen)
+        except ValueError as exc:
+            st.error(str(exc))
+            return
+        st.success(f"Added {report.added} frame{'' if report.added == 1 else 's'} with the tracker's boxes as "
+                   f"suggestions"
+                   + (f"; {len(report.skipped)} were already in the dataset" if report.skipped else "")
+                   + ". Review them on the Label page.")
+
+
 def compare_tracks(store: Store, done: Sequence[RunRecord]) -> None:
     """Two finished tracking runs of one video side by side: scores, MOTA / IDF1 bars, both videos."""
     labels = {r.id: f"run {r.id} · {r.params['model_label']}" for r in done}

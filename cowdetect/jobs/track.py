@@ -150,8 +150,9 @@ def run_tracking(store: Store, run_id: int, log: Log | None = None) -> RunRecord
     """Run tracking run ``run_id`` to its end; the job function of workers and the CLI's ``track``.
 
     Writes progress (frames done) and a preview frame about once a second, honours stop
-    requests (the files keep what was done), and at the end stores the summary — and MOTA /
-    IDF1 when the video has ground truth — in the run's metrics. Returns the final row.
+    requests (the files keep what was done), and at the end stores the summary — MOTA /
+    IDF1 when the video has ground truth, and the frames worth labeling (``to_label``,
+    :mod:`.tolabel`) — in the run's metrics. Returns the final row.
     """
     log = log or stderr_log
     run = start(store, run_id, "track", log)
@@ -170,6 +171,10 @@ def run_tracking(store: Store, run_id: int, log: Log | None = None) -> RunRecord
             metrics["mot"] = mot_scores(read_mot(video.gt_path), read_mot(track_outputs(store, run_id)["mot"]),
                                         num_frames=result.frames)
         status = "stopped" if result.stopped else "done"
+        if result.frames:
+            from .tolabel import find_frames_to_label
+            store.update_run(run_id, iteration=result.frames)  # the frames tracked: what the analysis reads
+            metrics["to_label"] = find_frames_to_label(store, run_id)
         store.update_run(run_id, status=status, iteration=result.frames, total=max(result.frames,
                          result.frames_expected), metrics=metrics, error=result.warning, finished_at=now())
         log(f"run {run_id}: {status}; {result.frames} frames at {result.fps:.1f} fps, {result.num_tracks} tracks"

@@ -32,17 +32,19 @@ def check_split(split: str) -> str:
     return split
 
 
-def _image_bytes(source: ImageSource, name: str | None) -> tuple[bytes, str]:
-    """The bytes to store for ``source`` and the name to report it by."""
+def _image_bytes(source: ImageSource, name: str | None, array_format: str) -> tuple[bytes, str, np.ndarray | None]:
+    """The bytes to store for ``source``, the name to report it by, and its RGB pixels when they
+    are known without decoding the bytes again (a PIL image or an array, encoded here)."""
     label = name or "image"
     if isinstance(source, (str, Path)):
         label = name or Path(source).name
         if not Path(source).is_file():
             raise ValueError(f"image {label}: no such file")
-        return Path(source).read_bytes(), label
+        return Path(source).read_bytes(), label, None
     if isinstance(source, (bytes, bytearray)):
-        return bytes(source), label
-    return encode_image(load_image(source, label), "PNG"), label
+        return bytes(source), label, None
+    rgb = load_image(source, label)
+    return encode_image(rgb, array_format, 95), label, rgb
 
 
 def hash_dataset(dataset: LabeledDataset) -> str:
@@ -80,8 +82,8 @@ class ImagesMixin(StoreBase):
         return image_row(row, self.inside)
 
     def add_image(self, source: ImageSource, name: str | None = None, split: str = "unassigned",
-                  boxes: Detections | None = None, frame: VideoFrameSource | None = None
-                  ) -> tuple[ImageRecord, bool]:
+                  boxes: Detections | None = None, frame: VideoFrameSource | None = None,
+                  array_format: str = "PNG", phash: str | None = None) -> tuple[ImageRecord, bool]:
         """Store an image (RGB; and optionally its ground-truth boxes, xyxy px).
 
         The image is fully decoded first, so corrupt or truncated files, non-images and
@@ -90,18 +92,22 @@ class ImagesMixin(StoreBase):
         processes add the same bytes at the same moment (one row, one file, no exception).
         ``frame`` = (video id, frame index, timestamp in s) records where a video frame came
         from; a frame of a video that is already stored is returned as is (``False``).
+        An array or PIL image is encoded as ``array_format`` ('PNG', or 'JPEG' at quality 95 for
+        video frames) and not decoded again; ``phash`` is its perceptual hash when the caller has
+        it already (:func:`cowdetect.images.perceptual_hash` of the same pixels).
 
         Returns:
             (record, created)
         """
         check_split(split)
-        data, label = _image_bytes(source, name)
-        rgb = load_image(data, label)
+        data, label, rgb = _image_bytes(source, name, array_format)
+        if rgb is None:
+            rgb = load_image(data, label)
         height, width = rgb.shape[:2]
         if boxes is not None:
             check_boxes_inside(boxes.xyxy, width, height, f"image {label}")
         sha = sha256_hex(data)
-        phash = perceptual_hash(rgb)
+        phash = phash or perceptual_hash(rgb)
         fmt = Image.open(io.BytesIO(data)).format or "PNG"
         rel = Path("images") / sha[:2] / f"{sha}{_EXTENSIONS.get(fmt, '.png')}"
         # Under the write lock no other process can insert this image, so "not there yet, write
