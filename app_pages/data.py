@@ -1,4 +1,4 @@
-"""Data: add images (files, zips, COCO, Deep Lake), set splits, browse, export COCO JSON and YOLO."""
+"""Data: add images (files, zips, COCO, Deep Lake, frames of a video), set splits, pre-label, browse, export."""
 
 import json
 
@@ -12,7 +12,8 @@ st.title("Data")
 store = ui.store()
 SPLITS = ["unassigned", "train", "val", "test"]
 
-add_files, add_coco, add_deeplake = st.tabs(["Upload images", "Import COCO", "Import Deep Lake"])
+add_files, add_coco, add_deeplake, add_video = st.tabs(["Upload images", "Import COCO", "Import Deep Lake",
+                                                      "Frames from a video"])
 with add_files, st.form("upload", clear_on_submit=True):
     files = st.file_uploader("Images (jpg, png, webp, bmp) or zips of them", accept_multiple_files=True,
                              type=[s.lstrip(".") for s in IMAGE_SUFFIXES] + ["zip"])
@@ -52,6 +53,8 @@ with add_deeplake, st.form("deeplake"):
                 ui.import_report(import_deeplake(store, source, dl_category or None, int(limit), dl_split))
         except ValueError as exc:
             st.error(str(exc))
+with add_video:
+    ui.frames_from_video(store)
 
 counts = store.counts()
 if not counts["images"]:
@@ -73,6 +76,9 @@ with st.form("splits"):
         except ValueError as exc:
             st.error(str(exc))
 
+st.subheader("Pre-label")
+ui.prelabel_panel(store)
+
 st.subheader("Browse")
 b1, b2, b3 = st.columns(3)
 browse_split = b1.selectbox("Split", ["all", *SPLITS], key="browse_split")
@@ -84,8 +90,8 @@ records = store.images_page((page - 1) * per_page, per_page, where)
 
 if target != "—":
     ui.move_button(store, records, target, "browse_move", b3)
-boxes = store.box_counts([r.id for r in records])
-ui.thumbnail_grid(records, [f"#{r.id} · {r.split} · " + (f"{boxes[r.id]} cows" if r.labeled else "unlabeled")
+boxes, states = store.box_counts([r.id for r in records]), store.image_states([r.id for r in records])
+ui.thumbnail_grid(records, [f"#{r.id} · {r.split} · " + (f"{boxes[r.id]} cows" if r.labeled else states[r.id])
                             for r in records])
 
 st.subheader("Export")

@@ -1,4 +1,4 @@
-"""Models: the trained versions; set one active, rename or delete."""
+"""Models: the trained versions; set one active, rename or delete; the labeling effort each saved."""
 
 import streamlit as st
 
@@ -10,6 +10,7 @@ st.markdown(ui.active_model_note(store))
 versions = store.models()
 if not versions:
     st.info("No trained version yet: start one on the Train page.")
+    ui.effort_section(store)
     st.stop()
 st.dataframe(ui.model_table(versions), hide_index=True, width="stretch")
 
@@ -48,3 +49,4 @@ c2.button("Rename", key=f"rename-{model_id}", on_click=act, args=("rename", *arg
 c3.checkbox("Really delete", key="sure")
 c3.button("Delete", key=f"delete-{model_id}", disabled=not state["sure"], on_click=act, args=("delete", *args))
 ui.show_flash("models_flash")
+ui.effort_section(store)

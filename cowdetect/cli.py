@@ -276,6 +276,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_prelabel_args(p: argparse.ArgumentParser) -> None:
+    from .config import MODEL_SPEC_HELP
+
+    p.add_argument("--split", default=None, help="pre-label the unlabeled images of this split")
+    p.add_argument("--unlabeled", action="store_true", help="pre-label the unlabeled images of every split")
+    p.add_argument("--model", default="active", metavar="SPEC", help=f"the model, {MODEL_SPEC_HELP} (default: active)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--score-threshold", type=float, default=0.5, help="keep boxes scoring at least this (default 0.5)")
+    _tiles_arg(p)
+
+
+def cmd_prelabel(args: argparse.Namespace) -> int:
+    from . import jobs
+    from .store import Store
+
+    store = Store(args.data_dir)
+    settings = jobs.prelabel_settings(store, model=args.model, split=args.split, unlabeled=args.unlabeled,
+                                      score_threshold=args.score_threshold, device=args.device, tiles=args.tiles)
+    run_id = jobs.create_prelabel_run(store, settings)
+    print(f"run {run_id}: pre-labeling with {settings['model_label']}", file=sys.stderr)
+    run = jobs.run_prelabel(store, run_id)
+    report = {"run_id": run_id, "status": run.status, "model": settings["model_label"],
+              "images": run.metrics.get("images", 0), "boxes": run.metrics.get("boxes", 0)}
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"{report['boxes']} boxes suggested on {report['images']} images by {report['model']} "
+              f"(run {run_id}, {run.status}); review them on the Label page")
+    return 0
+
+
 def add_track_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", help="a video file, or 'demo' for the demo video (it has ground truth)")
     p.add_argument("--out", required=True, help="annotated H.264 MP4 to write")
@@ -304,19 +335,8 @@ def cmd_track(args: argparse.Namespace) -> int:
 
     tiles = tiles_text(args.tiles)  # checked before any work
     store = Store(args.data_dir)
-    if args.video == "demo":
-        demo = [v for v in store.videos() if v.original_name == "demo-cows.mp4"]
-        if not demo:
-            raise ValueError("no demo video in this data folder; run: python -m cowdetect demo")
-        video_id = demo[-1].id
-    else:
-        path = Path(args.video)
-        if not path.is_file():
-            raise ValueError(f"video {path}: no such file")
-        gt_text = Path(args.gt).read_text() if args.gt else None
-        record, note = jobs.add_video(store, path.read_bytes(), path.name, gt_text)
-        print(note, file=sys.stderr)
-        video_id = record.id
+    gt_text = Path(args.gt).read_text() if args.gt and args.video != "demo" else None
+    video_id = _stored_video_id(store, args.video, gt_text)
     defaults = TrackConfig()
     config = {k: v for k, v in {
         "score_threshold": args.score_threshold, "distance": args.distance,
@@ -343,13 +363,18 @@ def cmd_track(args: argparse.Namespace) -> int:
               "max_cows_in_frame": summary["max_cows_in_frame"], "warning": summary["warning"],
               "out": args.out, **({"mota": metrics["mot"]["mota"], "idf1": metrics["mot"]["idf1"],
                                     "id_switches": metrics["mot"]["id_switches"],
-                                    "fragmentations": metrics["mot"]["fragmentations"]} if "mot" in metrics else {})}
+                                    "fragmentations": metrics["mot"]["fragmentations"]} if "mot" in metrics else {}),
+              # frames where tracking broke, worth labeling: import-video VIDEO --from-run RUN_ID adds them
+              "to_label": metrics.get("to_label", [])}
     if args.json:
         _print_json(report)
     else:
         print(f"{report['frames']} frames at {report['fps']:.1f} fps: {report['unique_cows']} cows tracked "
               f"(at most {report['max_cows_in_frame']} at once); wrote {args.out}"
               + (f"; MOTA {report['mota']:.3f}, IDF1 {report['idf1']:.3f}" if "mota" in report else ""))
+        if report["to_label"]:
+            print(f"{len(report['to_label'])} frames worth labeling (where tracking broke): "
+                  f"python -m cowdetect import-video {args.video} --from-run {run_id}")
         if report["warning"]:
             print(f"warning: {report['warning']}", file=sys.stderr)
     return 0
@@ -422,6 +447,82 @@ def cmd_import_deeplake(args: argparse.Namespace) -> int:
     return _report(args, report)
 
 
+def add_import_video_args(p: argparse.ArgumentParser) -> None:
+    from .frames import MIN_CHANGE_BITS
+
+    p.add_argument("video", help="a video file (stored first, once), or 'demo' for the demo video")
+    how = p.add_argument_group("which frames (one of; default --every 1)")
+    how.add_argument("--every", type=float, default=None, metavar="SECONDS",
+                     help="the first frame at or after every SECONDS of the video (by each frame's own time)")
+    how.add_argument("--count", type=int, default=None, metavar="N", help="N frames spread evenly over the video")
+    p.add_argument("--split", default="unassigned", help="split of the new images (default unassigned)")
+    p.add_argument("--min-change", type=int, default=MIN_CHANGE_BITS, metavar="BITS",
+                   help="skip a frame whose perceptual hash differs from the last kept frame's in fewer of its 64 "
+                        f"bits (0 keeps all; default {MIN_CHANGE_BITS})")
+    p.add_argument("--from-run", type=int, default=None, metavar="RUN_ID",
+                   help="instead of sampling: the frames tracking run RUN_ID found worth labeling (where tracking "
+                        "broke; listed by `track --json` as to_label), with the tracker's boxes as suggestions")
+
+
+def _stored_video_id(store: Any, video: str, ground_truth: str | None = None) -> int:
+    """The id of VIDEO as track and import-video take it: 'demo', or a file (stored first, once)."""
+    from . import jobs
+
+    if video == "demo":
+        demo = [v for v in store.videos() if v.original_name == "demo-cows.mp4"]
+        if not demo:
+            raise ValueError("no demo video in this data folder; run: python -m cowdetect demo")
+        return demo[-1].id
+    path = Path(video)
+    if not path.is_file():
+        raise ValueError(f"video {path}: no such file")
+    record, note = jobs.add_video(store, path.read_bytes(), path.name, ground_truth)
+    print(note, file=sys.stderr)
+    return record.id
+
+
+def _run_video_id(store: Any, video: str, run_id: int) -> int:
+    """The video tracking run ``run_id`` tracked, checked to be VIDEO (before anything is stored)."""
+    from .store.base import sha256_hex
+
+    run = store.run(run_id)
+    if run.kind != "track":
+        raise ValueError(f"run {run_id} is a {run.kind} run, not a tracking run")
+    tracked = store.video(run.params["video_id"])
+    same = tracked.original_name == "demo-cows.mp4" if video == "demo" else \
+        Path(video).is_file() and sha256_hex(Path(video).read_bytes()) == tracked.sha256
+    if not same:
+        raise ValueError(f"video {video}: not the video run {run_id} tracked ({tracked.original_name}, "
+                         f"video {tracked.id})")
+    return tracked.id
+
+
+def cmd_import_video(args: argparse.Namespace) -> int:
+    from . import jobs
+    from .frames import check_settings, import_video_frames
+    from .store import Store
+
+    check_settings(args.every, args.count, args.split, args.min_change)  # before the video is stored
+    store = Store(args.data_dir)
+    if args.from_run is not None:
+        if args.every is not None or args.count is not None:
+            raise ValueError("--from-run takes the frames the run found; leave out --every and --count")
+        _run_video_id(store, args.video, args.from_run)
+        result = jobs.import_run_frames(store, args.from_run, split=args.split)
+    else:
+        result = import_video_frames(store, _stored_video_id(store, args.video), every=args.every, count=args.count,
+                                     split=args.split, min_change=args.min_change)
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        print(result.summary())
+    for skip in result.skipped:
+        print(f"skipped frame {skip['frame']}: {skip['reason']}", file=sys.stderr)
+    if result.warning:
+        print(f"warning: {result.warning}", file=sys.stderr)
+    return 0
+
+
 def add_export_coco_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", metavar="OUT.json")
     p.add_argument("--split", default=None, choices=SPLITS, help="default: all splits")
@@ -460,14 +561,24 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .store import Store
 
     store = Store(args.data_dir)
+    # labeling effort per suggestion source: a version's own rows, then sources without a stored
+    # version (pretrained, tracker, a deleted version) as rows with id None, so the list stays a list
+    effort = store.effort()
     rows = [{"id": m.id, "name": m.name, "architecture": m.architecture, "classes": list(m.classes),
-             "parent_id": m.parent_id, "created_at": m.created_at, "checkpoint": str(m.checkpoint)}
-            for m in store.models()]
+             "parent_id": m.parent_id, "created_at": m.created_at, "checkpoint": str(m.checkpoint),
+             "effort": [e for e in effort if e["model_id"] == m.id]} for m in store.models()]
+    known = {m["id"] for m in rows}
+    rows += [{"id": None, "name": e["source"], "architecture": None, "classes": [], "parent_id": None,
+              "created_at": None, "checkpoint": None, "effort": [e]} for e in effort if e["model_id"] not in known]
     if args.json:
         _print_json(rows)
     else:
-        for r in rows or [{"id": "-", "name": "(no models yet)", "architecture": "", "created_at": ""}]:
-            print(f"{r['id']:>4}  {r['name']:<32} {r['architecture']:<40} {r['created_at']}")
+        for r in rows or [{"id": "-", "name": "(no models yet)", "architecture": "", "created_at": "", "effort": []}]:
+            print(f"{r['id'] or '-':>4}  {r['name']:<32} {r['architecture'] or '':<40} {r['created_at'] or ''}")
+            for e in r["effort"]:
+                print(f"      effort of {e['source']}: {e['images']} images reviewed, {e['unchanged']} of "
+                      f"{e['suggested']} suggested boxes kept unchanged, {e['changed']} changed, {e['deleted']} "
+                      f"deleted, {e['added']} added")
     return 0
 
 
@@ -480,6 +591,8 @@ COMMANDS: list[tuple[str, str, ArgAdder | None, Handler]] = [
     ("predict", "detect cows in an image", add_predict_args, cmd_predict),
     ("train", "fine-tune a detector on the store's labeled images", add_train_args, cmd_train),
     ("evaluate", "mAP of a model on a split", add_evaluate_args, cmd_evaluate),
+    ("prelabel", "suggest boxes for every unlabeled image of a split (reviewed on the Label page)",
+     add_prelabel_args, cmd_prelabel),
     ("track", "follow each cow through a video (Norfair); write the annotated video and tracks",
      add_track_args, cmd_track),
     ("import-images", "add image files (jpg, png, webp, bmp) and zips of them, unlabeled",
@@ -488,10 +601,12 @@ COMMANDS: list[tuple[str, str, ArgAdder | None, Handler]] = [
      add_import_coco_args, cmd_import_coco),
     ("import-deeplake", "import images of a category from a Deep Lake dataset with COCO's columns",
      add_import_deeplake_args, cmd_import_deeplake),
+    ("import-video", "add frames of a video as unlabeled images: one every N seconds or N in all, near-duplicates "
+     "skipped", add_import_video_args, cmd_import_video),
     ("export-coco", "write the labeled images as a COCO instances JSON", add_export_coco_args, cmd_export_coco),
     ("export-yolo", "write the labeled images as an Ultralytics YOLO dataset (data.yaml, images/, labels/)",
      add_export_yolo_args, cmd_export_yolo),
-    ("models", "list stored model versions", None, cmd_models),
+    ("models", "list stored model versions and the labeling effort of their suggestions", None, cmd_models),
     ("runs", "list training and tracking runs: id, kind, status, progress, checkpoint_iteration", None, cmd_runs),
     ("worker", "run one queued job (the app starts these in the background)", add_worker_args, cmd_worker),
 ]

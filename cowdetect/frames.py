@@ -179,7 +179,8 @@ def import_video_frames(store: Store, video_id: int, every: float | None = None,
         store: the data folder; ``video_id`` one of its videos (see ``cowdetect.jobs.add_video``).
         every: keep the first frame at or after each multiple of this many seconds (by each
             frame's own timestamp). Default: one a second.
-        count: instead, keep this many frames spread evenly over the video's duration.
+        count: instead, look at this many frames spread evenly over the video's duration (near-
+            duplicates among them are skipped, so fewer may be stored).
         split: the split the new images go to.
         min_change: skip a frame whose 64-bit perceptual hash differs from the last kept
             frame's in fewer bits than this (0 keeps every sampled frame).

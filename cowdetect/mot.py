@@ -89,13 +89,10 @@ def _accumulate(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold:
     return accumulator
 
 
-def id_switches(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold: float = 0.5,
-                num_frames: int | None = None) -> list[tuple[int, int, int, int]]:
-    """Each identity switch as (frame from 1, true id, the track id it had, the track id it got)."""
-    events = _accumulate(ground_truth, tracks, iou_threshold, num_frames).mot_events
+def _switches(accumulator: Any) -> list[tuple[int, int, int, int]]:
     last_track: dict[int, int] = {}
     out = []
-    for (frame, _), event in events.iterrows():
+    for (frame, _), event in accumulator.mot_events.iterrows():
         if event["Type"] not in ("MATCH", "SWITCH"):
             continue
         gt_id, track_id = int(event["OId"]), int(event["HId"])
@@ -103,6 +100,19 @@ def id_switches(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold:
             out.append((int(frame), gt_id, last_track.get(gt_id, -1), track_id))
         last_track[gt_id] = track_id
     return out
+
+
+def id_switches(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold: float = 0.5,
+                num_frames: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Each identity switch as (frame from 1, true id, the track id it had, the track id it got)."""
+    return _switches(_accumulate(ground_truth, tracks, iou_threshold, num_frames))
+
+
+def mot_scores_and_switches(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold: float = 0.5,
+                            num_frames: int | None = None) -> tuple[dict[str, Any], list[tuple[int, int, int, int]]]:
+    """:func:`mot_scores` and :func:`id_switches` from one matching (the slow part on long videos)."""
+    accumulator = _accumulate(ground_truth, tracks, iou_threshold, num_frames)
+    return _scores(accumulator, tracks, iou_threshold), _switches(accumulator)
 
 
 def mot_scores(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold: float = 0.5,
@@ -117,9 +127,12 @@ def mot_scores(ground_truth: pd.DataFrame, tracks: pd.DataFrame, iou_threshold: 
         fragmentations, mostly_tracked, mostly_lost, num_unique_objects, num_tracks,
         num_false_positives, num_misses.
     """
+    return _scores(_accumulate(ground_truth, tracks, iou_threshold, num_frames), tracks, iou_threshold)
+
+
+def _scores(accumulator: Any, tracks: pd.DataFrame, iou_threshold: float) -> dict[str, Any]:
     import motmetrics
 
-    accumulator = _accumulate(ground_truth, tracks, iou_threshold, num_frames)
     names = {"mota": "mota", "idf1": "idf1", "motp": "motp", "precision": "precision", "recall": "recall",
              "num_switches": "id_switches", "num_fragmentations": "fragmentations",
              "mostly_tracked": "mostly_tracked", "mostly_lost": "mostly_lost",

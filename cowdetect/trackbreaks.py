@@ -57,7 +57,9 @@ def _inside(row: pd.Series, width: int, height: int, margin: float) -> bool:
 
 
 def _missed_runs(track: pd.DataFrame, detect_every: int, minimum: int) -> list[tuple[int, int]]:
-    """(first, last) frames (from 1) of each run of ≥ ``minimum`` detection frames without a detection."""
+    """(first, last) frames (from 1) of each gap of ≥ ``minimum`` detection frames in which no
+    detection matched the track, between two that did. The run after a track's last detection
+    is not a gap: that is the tracker waiting for a cow that left (or was lost: ``lost_inside``)."""
     on_detection_frames = track[(track["frame"] - 1) % detect_every == 0]
     runs, start, count, last = [], None, 0, None
     for frame, hit in zip(on_detection_frames["frame"], on_detection_frames["detected"]):
@@ -65,32 +67,43 @@ def _missed_runs(track: pd.DataFrame, detect_every: int, minimum: int) -> list[t
             start, count, last = (frame if start is None else start), count + 1, frame
             continue
         if count >= minimum:
-            runs.append((start, last))
+            runs.append((int(start), int(last)))
         start, count = None, 0
-    if count >= minimum:
-        runs.append((start, last))
     return runs
 
 
+def _seconds(track: pd.DataFrame, fps: float) -> pd.Series:
+    """Each row's time: the frame's own timestamp when the table has it (variable frame rate)."""
+    return track["time_s"] if "time_s" in track else (track["frame"] - 1) / fps
+
+
 def _candidates(tracks: pd.DataFrame, width: int, height: int, fps: float, frames: int, detect_every: int,
-                config: BreakConfig) -> list[tuple[int, str, str, int, float]]:
+                start_slack: int, config: BreakConfig) -> list[tuple[int, str, str, int, float]]:
     """(frame from 1, kind, reason, track id, severity) for every break in ``tracks``."""
     out = []
     for track_id, track in tracks.sort_values("frame").groupby("id"):
         first, last = int(track["frame"].iloc[0]), int(track["frame"].iloc[-1])
-        life = (last - first + 1) / fps
+        times = _seconds(track, fps)
         for a, b in _missed_runs(track, detect_every, config.missed_min):
-            out.append(((a + b) // 2, "missed", f"track {track_id} kept alive {(b - a + 1) / fps:.1f} s with no "
-                        f"detection (the detector missed this cow)", int(track_id), b - a + 1))
-        cut = first == 1 or last >= frames
-        if life < config.short_track_s and not cut:
-            out.append(((first + last) // 2, "short_track", f"track {track_id} lived only {life:.1f} s",
-                        int(track_id), config.short_track_s - life))
+            gap = float(times[track["frame"] == b].iloc[0] - times[track["frame"] == a].iloc[0]) + 1 / fps
+            out.append(((a + b) // 2, "missed", f"track {track_id} kept alive {gap:.1f} s with no detection "
+                        f"matched (the detector missed this cow)", int(track_id), gap))
         detected = track[track["detected"] == 1]
-        if not detected.empty and first > 1 and _inside(detected.iloc[0], width, height, config.edge_margin):
+        if detected.empty:
+            continue
+        # A track shows up only after initialization_delay detections and is kept hit_counter_max
+        # frames after its last: one present at the start shows up a few frames in, and its rows
+        # run on to the video's end when the video cuts it.
+        born_at_start, ends_with_video = first <= 1 + start_slack, last >= frames
+        seen = _seconds(detected, fps)
+        life = float(seen.iloc[-1] - seen.iloc[0]) + 1 / fps
+        if life < config.short_track_s and not (born_at_start or ends_with_video):
+            out.append(((int(detected["frame"].iloc[0]) + int(detected["frame"].iloc[-1])) // 2, "short_track",
+                        f"track {track_id} lived only {life:.2f} s", int(track_id), config.short_track_s - life))
+        if not born_at_start and _inside(detected.iloc[0], width, height, config.edge_margin):
             out.append((int(detected["frame"].iloc[0]), "born_inside", f"track {track_id} appeared in the middle "
                         f"of the picture", int(track_id), 0.0))
-        if not detected.empty and last < frames and _inside(detected.iloc[-1], width, height, config.edge_margin):
+        if not ends_with_video and _inside(detected.iloc[-1], width, height, config.edge_margin):
             out.append((int(detected["frame"].iloc[-1]), "lost_inside", f"track {track_id} was lost in the middle "
                         f"of the picture", int(track_id), 0.0))
     return out
@@ -98,7 +111,7 @@ def _candidates(tracks: pd.DataFrame, width: int, height: int, fps: float, frame
 
 def frames_to_label(tracks: pd.DataFrame, width: int, height: int, fps: float, frames: int, detect_every: int = 1,
                     switches: list[tuple[int, int, int, int]] | None = None,
-                    config: BreakConfig = BreakConfig()) -> list[FrameToLabel]:
+                    config: BreakConfig = BreakConfig(), initialization_delay: int = 0) -> list[FrameToLabel]:
     """The frames where tracking broke, in frame order, at most ``config.max_frames``.
 
     Args:
@@ -106,13 +119,16 @@ def frames_to_label(tracks: pd.DataFrame, width: int, height: int, fps: float, f
         width, height, fps, frames: the video's size, frame rate and the number of frames tracked.
         detect_every: the run's detection period (frames in between have no detection by design).
         switches: (frame from 1, true id, old track id, new track id) from ground truth, or None.
+        initialization_delay: the tracker's (detections before a track gets an id): a track
+            whose first row comes this late was there from the start, not born mid-video.
     """
     if not fps > 0 or width <= 0 or height <= 0:
         raise ValueError(f"frames_to_label: expected a positive size and frame rate, got {width}x{height} at {fps}")
     found = [(f, "id_switch", f"identity switch: cow {gt} went from track {old} to track {new}", new, 1.0)
              for f, gt, old, new in switches or []]  # the new track's id: it is the one on the frame
     if not tracks.empty:
-        found += _candidates(tracks, width, height, fps, frames, max(1, detect_every), config)
+        every = max(1, detect_every)
+        found += _candidates(tracks, width, height, fps, frames, every, (initialization_delay + 1) * every, config)
     rank = {kind: i for i, kind in enumerate(KINDS)}
     found.sort(key=lambda c: (rank[c[1]], -c[4], c[0]))
     window = max(1, round(config.merge_s * fps))

@@ -140,7 +140,7 @@ class VideoReader:
                         index / (self.info.fps or 25.0)
                     t = round(float(t), 6)
                     index += 1
-                    if self._wanted is not None and not self._wanted(index - 1, t):
+                    if self._wanted is not None and not self._wants(index - 1, t):
                         continue
                     rgb = packet_frame.to_ndarray(format="rgb24")
                     if k:
@@ -150,6 +150,13 @@ class VideoReader:
             self.error = f"decoding stopped at frame {index}: {exc}"
         finally:
             self._put((index, None))
+
+    def _wants(self, index: int, time: float) -> bool:
+        """The caller's ``wanted``; an error in it ends decoding with that error, not a silent end."""
+        try:
+            return bool(self._wanted(index, time))  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - any error of the caller's predicate
+            raise ValueError(f"the wanted-frames test failed at frame {index}: {exc!r}") from exc
 
     def _put(self, item: tuple[int, Frame | None]) -> None:
         while not self._stop.is_set():

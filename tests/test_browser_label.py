@@ -100,12 +100,20 @@ def draw(page, record, box) -> None:
     width, _, scale = ui.canvas_size(record.width, record.height)
     css = where["width"] / width  # CSS px per canvas px (1 unless the page shrinks the canvas)
     x1, y1, x2, y2 = (v * scale * css for v in box)
-    page.mouse.move(where["x"] + x1, where["y"] + y1)
-    page.mouse.down()
-    page.mouse.move(where["x"] + (x1 + x2) / 2, where["y"] + (y1 + y2) / 2, steps=5)
-    page.mouse.move(where["x"] + x2, where["y"] + y2, steps=5)
-    page.mouse.up()
+    drag(page, where["x"] + x1, where["y"] + y1, where["x"] + x2, where["y"] + y2)
     wait_for_boxes(page, count + 1)
+
+
+def drag(page, ax: float, ay: float, bx: float, by: float) -> None:
+    """Drag the mouse from (ax, ay) to (bx, by), page CSS px. Chromium delivers mouse positions in
+    whole CSS px (it drops the fraction), as a real mouse does; the canvas may sit at a fractional
+    position (here y 327.97), so aim at the nearest whole px: off by 0.5 px at most, not 1."""
+    ax, ay, bx, by = (round(v) for v in (ax, ay, bx, by))
+    page.mouse.move(ax, ay)
+    page.mouse.down()
+    page.mouse.move((ax + bx) // 2, (ay + by) // 2, steps=5)
+    page.mouse.move(bx, by, steps=5)
+    page.mouse.up()
 
 
 def save_and_wait(page, store, record, version) -> None:
@@ -174,8 +182,8 @@ def test_suggest_delete_one_save_and_timings(served):
         where = canvas.bounding_box()
         width, _, scale = ui.canvas_size(record.width, record.height)
         css = where["width"] / width
-        page.mouse.click(where["x"] + (target[0] + target[2]) / 2 * scale * css,
-                         where["y"] + (target[1] + target[3]) / 2 * scale * css)
+        page.mouse.click(round(where["x"] + (target[0] + target[2]) / 2 * scale * css),
+                         round(where["y"] + (target[1] + target[3]) / 2 * scale * css))
         page.get_by_role("button", name="Delete selected").click()
         wait_for_boxes(page, count - 1)
         edit.click()  # back to drawing

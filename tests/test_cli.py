@@ -229,3 +229,89 @@ def test_demo_bad_size_stores_nothing(tmp_path, capsys, size):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "size" in err
     assert not list((tmp_path / "d").rglob("*.jpg"))
+
+
+# -- import-video ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cows_mp4(tmp_path) -> Path:
+    """A 2 s, 160x96, 10 fps video of the demo cows, as a file (not stored)."""
+    from cowdetect.demo import render_video
+    from cowdetect.video import write_video
+
+    path = tmp_path / "cows.mp4"
+    write_video((frame for frame, _ in render_video(0, 160, 96, 10, 2.0)), path, fps=10)
+    return path
+
+
+IMPORT_VIDEO_ERRORS = [
+    (["--every", "0"], "every: expected a positive number"),
+    (["--every", "nan"], "every: expected a positive number"),
+    (["--count", "0"], "count: expected a positive whole number"),
+    (["--every", "1", "--count", "3"], "got both"),
+    (["--split", "holdout"], "split: expected one of"),
+    (["--min-change", "-1"], "min_change: expected"),
+    (["--min-change", "65"], "min_change: expected"),
+    (["VIDEO=notes.mp4"], "not a video file"),
+    (["VIDEO=missing.mp4"], "no such file"),
+    (["VIDEO=notes.txt"], "expected a video file"),
+    (["VIDEO=demo"], "no demo video in this data folder"),
+]
+
+
+@pytest.mark.parametrize("extra, message", IMPORT_VIDEO_ERRORS)
+def test_import_video_bad_input_is_one_line_and_stores_nothing(cows_mp4, tmp_path, extra, message):
+    (tmp_path / "notes.mp4").write_text("these are notes\n")
+    (tmp_path / "notes.txt").write_text("these are notes\n")
+    video, extra = str(cows_mp4), list(extra)
+    if extra[0].startswith("VIDEO="):
+        name = extra.pop(0)[len("VIDEO="):]
+        video = name if name == "demo" else str(tmp_path / name)
+    data = tmp_path / "data"
+    out = cli("import-video", video, *extra, data_dir=data)
+    assert out.returncode == 2 and out.stdout == ""
+    assert_one_error_line(out.stderr, message)
+    assert files_of(data) == []  # not even the video
+
+
+def test_import_video_json_then_again_adds_nothing(cows_mp4, tmp_path):
+    data = tmp_path / "data"
+    out = cli("import-video", str(cows_mp4), "--every", "0.5", "--min-change", "0", "--split", "train", "--json",
+              data_dir=data)
+    assert out.returncode == 0, out.stderr
+    first = json.loads(out.stdout)
+    assert first["added"] == 4 and first["skipped"] == [] and first["video_id"] == 1 and len(first["images"]) == 4
+    assert "Added cows.mp4." in out.stderr
+    again = cli("import-video", str(cows_mp4), "--every", "0.5", "--json", data_dir=data)
+    result = json.loads(again.stdout)
+    assert result["added"] == 0 and result["video_id"] == 1 and result["images"] == first["images"]
+    assert [s["frame"] for s in result["skipped"]] == [0, 5, 10, 15]
+    assert "already stored (video 1)" in again.stderr and "skipped frame 5: already imported as image" in again.stderr
+    human = cli("import-video", str(cows_mp4), "--count", "2", data_dir=data)
+    assert human.returncode == 0 and human.stdout == "Added 0 frames of video 1, skipped 2.\n"
+
+
+def test_import_video_from_run_adds_the_frames_where_tracking_broke(video_store, tmp_path):
+    from conftest import run_with_switch
+    from cowdetect.demo import render_video
+    from cowdetect.video import write_video
+
+    other = tmp_path / "other.mp4"  # another video than the one the run tracked
+    write_video((frame for frame, _ in render_video(1, 160, 96, 10, 1.0)), other, fps=10)
+    run_id, _ = run_with_switch(video_store)
+    wanted = [f["frame"] for f in video_store.run(run_id).metrics["to_label"]]
+    data = video_store.data_dir
+    before = files_of(data)
+    for extra, message in ((["--every", "2"], "leave out --every and --count"),
+                           ([], "not the video run")):
+        out = cli("import-video", str(other), "--from-run", str(run_id), *extra, data_dir=data)
+        assert out.returncode == 2 and out.stdout == ""
+        assert_one_error_line(out.stderr, message)
+    assert files_of(data) == before  # nothing stored, not even the other video
+    out = cli("import-video", "demo", "--from-run", str(run_id), "--json", data_dir=data)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["added"] == len(wanted) and result["suggested"] == len(wanted)
+    assert sorted(video_store.image(i).frame_index for i in result["images"]) == wanted
+    assert set(video_store.image_states(result["images"]).values()) == {"suggested"}

@@ -133,3 +133,50 @@ def test_a_box_with_an_unknown_class_is_refused_and_nothing_changes(two_sizes, m
     click(at, "Save")
     assert "Unknown class ['sheep']" in at.error[0].value
     assert two_sizes.version(1) == 0 and len(two_sizes.boxes(1)) == 0 and not two_sizes.image(1).labeled
+
+
+@pytest.fixture
+def suggested(tmp_path) -> Store:
+    """Three 64x48 images: 1 with a stored suggestion set, 2 a frame of a stored video, 3 plain."""
+    store = Store(tmp_path / "data")
+    video, _ = store.add_video(b"not decoded here", "cows.mp4", 64, 48, 25.0, 100)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        store.add_image(encode_image(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), "PNG"), name=f"{i}.png",
+                        frame=(video.id, 7, 0.28) if i == 1 else None)
+    store.set_suggestions(1, Detections.from_names([[4, 4, 20, 30], [30, 10, 60, 40]], ["cow"] * 2,
+                                                   store.class_names(), score=[0.9, 0.6]), "cow-ft (#3)")
+    return store
+
+
+def test_a_suggested_image_opens_with_its_suggestions_and_accept_all_saves_them(suggested, monkeypatch):
+    at = page(suggested, monkeypatch)
+    assert "**0 of 3 labeled**, 1 suggested, 2 unlabeled" in at.caption[0].value
+    assert "**suggested** by cow-ft (#3)" in at.caption[0].value and "video" not in at.caption[0].value
+    assert "2 boxes (2 suggested, orange) · not saved yet" in at.caption[1].value
+    click(at, "Accept all")  # every box as ground truth, then the next image to label
+    assert suggested.boxes(1).xyxy.tolist() == [[4, 4, 20, 30], [30, 10, 60, 40]]
+    assert suggested.image_states([1, 2, 3]) == {1: "labeled", 2: "unlabeled", 3: "unlabeled"}
+    assert suggested.effort()[0]["unchanged"] == 2 and suggested.effort()[0]["source"] == "cow-ft (#3)"
+    caption = at.caption[0].value
+    assert caption.startswith("Image 2 of 3 · **1 of 3 labeled**, 0 suggested, 2 unlabeled")
+    assert "**unlabeled** · video 1, frame 7 at 0.28 s" in caption and "0 boxes · saved" in at.caption[1].value
+    click(at, "◀ Previous")
+    assert at.caption[0].value.endswith("· **labeled**") and "2 boxes · saved" in at.caption[1].value
+
+
+def test_boxes_drawn_zoomed_in_are_stored_in_original_pixels(two_sizes, monkeypatch):
+    at = page(two_sizes, monkeypatch)
+    draw(at, 1, [(0, 0, 45, 45)], scale=0.45, natural=(1600, 1200))  # [0, 0, 100, 100] at fit
+    click(at, "Save")
+    click(at, "Zoom in")
+    click(at, "Zoom in")  # 4x: 1.8 canvas px per image px, the view x 600-1000, y 450-750
+    assert "zoom 4× · x 600–1000, y 450–750 px" in at.caption[2].value
+    assert at.session_state["label_editor"].view.scale == pytest.approx(1.8)
+    draw(at, 1, [(18, 27, 72, 45)], scale=1.0, natural=(720, 540))  # the saved box is out of view
+    click(at, "Save")
+    assert two_sizes.boxes(1).xyxy.tolist() == [[0, 0, 100, 100], [610, 465, 650, 490]]
+    click(at, "▶")  # pan half a view right: the box drawn is still there, the canvas redrawn with it
+    assert "x 800–1200" in at.caption[2].value and "2 boxes · saved" in at.caption[1].value
+    click(at, "Fit")
+    assert "zoom 1×" in at.caption[2].value and "2 boxes · saved" in at.caption[1].value

@@ -169,6 +169,32 @@ def test_a_model_name_that_is_all_digits_is_renamed_by_the_migration(tmp_path):
     assert [m.name for m in store.models()] == ["first", "v2-1"]
 
 
+def test_images_from_schema_4_get_their_hash_when_first_ordered(tmp_path):
+    """Schema 5 adds perceptual hashes; images stored before have none until "next to label" reads
+    them: then near-identical old images are still told apart."""
+    import sqlite3 as sql
+    from cowdetect.images import encode_image
+    from cowdetect.store.schema import MIGRATIONS
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    picture = np.full((64, 96, 3), 90, np.uint8)
+    picture[10:40, 20:60] = 230
+    with sql.connect(data / "cowdetect.sqlite") as conn:
+        for number, script in enumerate(MIGRATIONS[:4]):
+            conn.executescript(script + f"; PRAGMA user_version = {number + 1};")
+        for i, brightness in enumerate((230, 231, 0)):  # the same scene twice (one level brighter), another
+            picture[10:40, 20:60] = brightness
+            if not brightness:
+                picture[:, 70:] = 255
+            (data / "images" / f"old{i}.png").write_bytes(encode_image(picture, "PNG"))
+            conn.execute("INSERT INTO images(sha256, file, width, height) VALUES (?, ?, 96, 64)",
+                         (f"h{i}", f"images/old{i}.png"))
+    store = Store(data)
+    assert [r.phash for r in store.images()] == [None, None, None]
+    assert [r.id for r in store.to_label(limit=3)] == [1, 3, 2]  # the second is near-identical: last, not gone
+    assert all(r.phash is not None for r in store.images())
+
+
 def test_concurrent_writers_lose_nothing(store):
     """Two threads (two app sessions) adding images at once: every image arrives."""
     errors = []

@@ -10,7 +10,7 @@ import pytest
 from cowdetect import jobs
 from cowdetect.jobs.tolabel import frames_to_label_of, import_run_frames
 from conftest import run_with_switch
-from cowdetect.mot import id_switches
+from cowdetect.mot import id_switches, read_mot
 from cowdetect.trackbreaks import BreakConfig, frames_to_label
 
 W, H, FPS, FRAMES = 200, 100, 10.0, 60
@@ -120,3 +120,30 @@ def test_tracking_run_lists_frames_to_label(video_store):
     assert all(0 <= f["frame"] < video.frames and f["reason"] for f in run.metrics["to_label"])
     with pytest.raises(ValueError, match="not a tracking run"):
         frames_to_label_of(video_store, jobs.create_run(video_store, "evaluate", {"device": "cpu"}, 1))
+
+
+def test_a_perfect_detector_breaks_nothing(video_store):
+    """Norfair fed the demo video's true boxes: cows present from the first frame show up a few
+    frames in (initialization_delay) and are kept a while after they leave (hit_counter_max) —
+    neither is a break, so nothing is worth labeling."""
+    from cowdetect.config import TrackConfig
+    from cowdetect.detections import Detections
+    from cowdetect.tracking import CowTracker
+
+    video = video_store.videos()[0]
+    truth = read_mot(video.gt_path)
+    truth = truth[truth["conf"] != 0]
+    config = TrackConfig(detect_every=1)
+    tracker, rows = CowTracker(config), []
+    for frame in range(1, int(video.frames) + 1):
+        now = truth[truth["frame"] == frame]
+        xyxy = np.stack([now["x"], now["y"], now["x"] + now["w"], now["y"] + now["h"]], 1).astype(np.float32)
+        dets = Detections.from_names(xyxy.reshape(-1, 4), ["cow"] * len(now), ("__background__", "cow"),
+                                     score=np.full(len(now), 0.9, np.float32))
+        tracks = tracker.update(dets)
+        rows += [{"frame": frame, "time_s": (frame - 1) / video.fps, "id": int(i), "x1": b[0], "y1": b[1],
+                  "x2": b[2], "y2": b[3], "score": 0.9, "detected": int(hit)}
+                 for i, b, hit in zip(tracks.ids, tracks.xyxy, tracks.detected)]
+    assert len(pd.DataFrame(rows)["id"].unique()) == truth["id"].nunique()  # every cow was tracked
+    assert frames_to_label(pd.DataFrame(rows), video.width, video.height, video.fps, int(video.frames), 1, None,
+                           initialization_delay=config.initialization_delay) == []

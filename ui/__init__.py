@@ -3,7 +3,9 @@ shared widgets, and the label editor's state (:class:`LabelEditor`, a plain test
 
 Modules: :mod:`.models` (model specs on the pages), :mod:`.editor` (the label editor, no
 Streamlit), :mod:`.canvas` (the labeling canvas), :mod:`.images` (thumbnails), :mod:`.tables`
-(DataFrames of store rows, no Streamlit), :mod:`.widgets` and :mod:`.runs` (shared widgets).
+(DataFrames of store rows, no Streamlit), :mod:`.widgets` and :mod:`.runs` (shared widgets),
+:mod:`.prelabel` (the Data page's pre-label section), :mod:`.zoom` (the label canvas's zoom and pan,
+no Streamlit).
 """
 
 from __future__ import annotations
@@ -22,20 +24,26 @@ from cowdetect.store import Store
 from .canvas import NEW_COLOR, SAVED_COLOR, SUGGESTED_COLOR, boxes_to_objects, canvas_boxes, canvas_size
 from .editor import LabelEditor, box_iou
 from .images import image_uri, labeled_thumbnail, thumbnail, thumbnail_uri
-from .models import active_model_note, detector_for, detectron2_id, latest_result, model_choices, worst_first
-from .runs import compare_tracks, launch, loss_charts, progress_bar, run_picker, training_scores, track_results
+from .models import (active_model_note, detector_for, detectron2_id, effort_section, effort_table, latest_result,
+                     model_choices, worst_first)
+from .prelabel import prelabel_panel
+from .video_frames import frames_from_video
+from .runs import (compare_tracks, launch, loss_charts, progress_bar, run_picker, to_label_section, training_scores,
+                   track_results)
 from .tables import comparison_table, model_table, per_image_table, pr_curves, results_table
 from .widgets import (coco_images, flash, import_report, model_picker, move_button, show_flash, thumbnail_grid,
                       tiles_picker)
+from .zoom import MOVES, Viewport, overview, view_image
 
 __all__ = [
-    "LabelEditor", "NEW_COLOR", "SAVED_COLOR", "SUGGESTED_COLOR", "active_model_note", "box_iou",
+    "LabelEditor", "MOVES", "NEW_COLOR", "SAVED_COLOR", "SUGGESTED_COLOR", "active_model_note", "box_iou",
     "boxes_to_objects", "canvas_boxes", "canvas_size", "coco_images", "compare_tracks", "comparison_table",
-    "data_dir", "tiles_picker", "detector_for", "detectron2_id", "flash", "image_uri", "import_report", "labeled_thumbnail",
+    "data_dir", "frames_from_video", "tiles_picker", "detector_for", "detectron2_id", "effort_section", "effort_table", "flash",
+    "image_uri", "import_report", "labeled_thumbnail",
     "latest_result", "launch", "loss_charts", "model_choices", "model_picker", "model_table", "move_button",
-    "per_image_table", "pr_curves", "progress_bar", "results_table", "run_picker", "show_flash",
-    "start_demo_generation", "store", "thumbnail", "thumbnail_grid", "thumbnail_uri",
-    "track_results", "training_scores", "worst_first",
+    "per_image_table", "pr_curves", "prelabel_panel", "progress_bar", "results_table", "run_picker", "show_flash",
+    "start_demo_generation", "store", "thumbnail", "to_label_section", "thumbnail_grid", "thumbnail_uri",
+    "track_results", "training_scores", "Viewport", "view_image", "overview", "worst_first",
 ]
 
 

@@ -2,7 +2,9 @@
 (tests/test_ui_editor.py) and the page only draws it.
 
 A box is a dict ``{"label": class name, "xyxy": [x1, y1, x2, y2] in original image pixels
-rounded to 0.01, "suggested": bool}`` (suggested: a model's box not saved yet).
+rounded to 0.01, "suggested": bool}`` (suggested: a model's box not saved yet). The editor holds
+every box of the image; the canvas shows those in the :class:`ui.zoom.Viewport` and reports
+only those, so the others are put back (:func:`with_hidden`) before anything compares or saves.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from cowdetect.detections import Detections
-from cowdetect.store import ImageRecord, Store
+from cowdetect.store import ImageRecord, Store, SuggestionSet
+
+from .zoom import Viewport
 
 # A model's box this close to one already drawn repeats it and is not suggested.
 SUGGESTION_IOU = 0.5
@@ -30,6 +34,27 @@ def stored_boxes(store: Store, image_id: int) -> list[dict]:
             for xyxy, name, _ in store.boxes(image_id)]
 
 
+def merge_suggestions(current: list[dict], found: Detections) -> list[dict]:
+    """``current`` plus the boxes of ``found`` (xyxy px, named) that repeat none already kept
+    (IoU under :data:`SUGGESTION_IOU`), marked suggested."""
+    kept = list(current)
+    for xyxy, name, _ in found:
+        box = [round(float(v), 2) for v in xyxy]
+        if all(box_iou(box, b["xyxy"]) < SUGGESTION_IOU for b in kept):
+            kept.append({"label": name, "xyxy": box, "suggested": True})
+    return kept
+
+
+def with_hidden(shown: list[dict], boxes: list[dict], view: Viewport) -> list[dict]:
+    """What the canvas reports (``shown``) plus the ``boxes`` that ``view`` did not show, each put
+    back at its place in ``boxes``: an untouched canvas gives ``boxes`` again, in the same order."""
+    out = list(shown)
+    for i, box in enumerate(boxes):
+        if not view.shows(box["xyxy"]):
+            out.insert(min(i, len(out)), box)
+    return out
+
+
 def same_boxes(a: list[dict], b: list[dict]) -> bool:
     """Same labels and coordinates in the same order (whether suggested or not)."""
     return [(x["label"], x["xyxy"]) for x in a] == [(x["label"], x["xyxy"]) for x in b]
@@ -40,9 +65,13 @@ class LabelEditor:
     they differ from the store, a move waiting for Save / Discard / Stay, and messages for the
     next run (``flash``: (kind, text) pairs, kind an ``st`` function name).
 
-    Per run the page calls :meth:`open`, draws the canvas from :attr:`boxes` under
-    :attr:`canvas_key`, passes what the canvas reports to :meth:`update`, and wires buttons to
-    :meth:`save`, :meth:`move`, :meth:`suggest`, :meth:`load` (revert) and :meth:`stay`.
+    Per run the page calls :meth:`open`, draws the canvas from :attr:`boxes` in :attr:`view`
+    under :attr:`canvas_key`, passes what the canvas reports to :meth:`update`, and wires buttons
+    to :meth:`save`, :meth:`move`, :meth:`suggest`, :meth:`load` (revert), :meth:`stay` and
+    :meth:`set_view` (zoom and pan).
+
+    An image that is not labeled and has a stored suggestion set opens with those boxes as
+    suggestions; leaving it untouched loses nothing (they stay stored), so it is not dirty.
     """
 
     def __init__(self, store: Store) -> None:
@@ -51,6 +80,7 @@ class LabelEditor:
         self.loaded_id: int | None = None  # the image ``boxes`` belong to; None: load again
         self.version = 0                   # the store's version of it when ``boxes`` were loaded
         self.boxes: list[dict] = []        # what the canvas starts from (stored, plus suggestions)
+        self.view: Viewport | None = None  # the part of the image the canvas shows
         self.nonce = 0                     # bumped whenever the canvas must redraw from ``boxes``
         self.dirty = False                 # the canvas differs from the store (as of the last run)
         self.pending: int | None = None    # the image a move with unsaved changes wants to show
@@ -60,6 +90,8 @@ class LabelEditor:
         self.split: str | None = None
         self.record: ImageRecord | None = None
         self.saved: list[dict] = []
+        self.suggestions: SuggestionSet | None = None  # the stored set shown on open (unlabeled images)
+        self.baseline: list[dict] = []     # what the image opens with: saved, or the stored suggestions
         self.stored_version = 0
         self.position = 0
         self.total = 0
@@ -87,6 +119,7 @@ class LabelEditor:
             self.image_id = record.id
         self.record = record
         self.saved = stored_boxes(self.store, record.id)
+        self._read_suggestions()
         self.stored_version = self.store.version(record.id)
         self.position = self.store.image_index(record.id, split)
         if self.loaded_id != record.id:
@@ -99,31 +132,62 @@ class LabelEditor:
                 self.news = "stale"
         return True
 
+    def _read_suggestions(self) -> None:
+        assert self.record is not None
+        self.suggestions = None if self.record.labeled else self.store.suggestions(self.record.id)
+        self.baseline = self.saved if self.suggestions is None else merge_suggestions([], self.suggestions.boxes)
+
+    @property
+    def state(self) -> str:
+        """The image's state as the store counts it: 'labeled', 'suggested' or 'unlabeled'."""
+        assert self.record is not None, "open() first"
+        return "labeled" if self.record.labeled else "suggested" if self.suggestions is not None else "unlabeled"
+
     def load(self) -> None:
-        """(Re)load the boxes from the store as read by :meth:`open` (also Revert)."""
+        """(Re)load the boxes from the store as read by :meth:`open` (also Revert): the saved
+        boxes, or for an image not labeled yet its stored suggestions. The view stays where it
+        is for an image of the same size (frames of one video), else it fits the image."""
         assert self.record is not None, "open() first"
         self.nonce += 1
         self.loaded_id, self.version, self.boxes, self.dirty = self.record.id, self.stored_version, \
-            list(self.saved), False
+            list(self.baseline), False
+        size = self.record.width, self.record.height
+        self.view = self.view.for_image(*size) if self.view is not None else Viewport.fitting(*size)
 
     def update(self, reported: list[dict] | None) -> list[dict]:
-        """The boxes on the canvas now (``reported``, or :attr:`boxes` before the canvas has
-        reported); sets :attr:`dirty`: they differ from the store, or hold suggestions."""
-        current = self.boxes if reported is None else reported
-        self.dirty = not same_boxes(current, self.saved) or any(b["suggested"] for b in current)
+        """All the image's boxes now: what the canvas reports (``reported``; None before it has
+        reported: :attr:`boxes`) plus those out of view. Sets :attr:`dirty`: they differ from what
+        the image opened with, or hold suggestions on a labeled image."""
+        assert self.view is not None, "open() first"
+        current = self.boxes if reported is None else with_hidden(reported, self.boxes, self.view)
+        self.dirty = not same_boxes(current, self.baseline) or (
+            self.suggestions is None and any(b["suggested"] for b in current))
         return current
 
-    def suggest(self, found: Detections, current: list[dict]) -> int:
-        """Add the model's boxes (``found``, named with the dataset's classes) that repeat no box
-        in ``current``, as suggestions the canvas redraws with; returns how many were added."""
-        kept = list(current)
-        for xyxy, name, _ in found:
-            box = [round(float(v), 2) for v in xyxy]
-            if all(box_iou(box, b["xyxy"]) < SUGGESTION_IOU for b in kept):
-                kept.append({"label": name, "xyxy": box, "suggested": True})
+    def suggest(self, found: Detections, current: list[dict], source: str,
+                score_threshold: float | None = None) -> int:
+        """Store a model's boxes (``found``, xyxy px with scores, named with the dataset's classes)
+        as the image's suggestion set made by ``source`` (so the effort of saving them is
+        measured), and add those that repeat no box in ``current`` as suggestions the canvas
+        redraws with; returns how many were added. Boxes are clipped to the image first (a model's
+        box may reach a px or two past the edge)."""
+        assert self.record is not None, "open() first"
+        w, h = self.record.width, self.record.height
+        xyxy = np.clip(found.xyxy, 0, np.array([w, h, w, h], np.float32)).astype(np.float32)
+        found = Detections(xyxy, found.class_id, found.score, found.class_names)
+        found = found[(xyxy[:, 2] - xyxy[:, 0] >= 1) & (xyxy[:, 3] - xyxy[:, 1] >= 1)] if len(found) else found
+        self.store.set_suggestions(self.record.id, found, source, score_threshold=score_threshold)
+        self._read_suggestions()
         self.nonce += 1
-        self.boxes = kept
-        return len(kept) - len(current)
+        self.boxes = merge_suggestions(current, found)
+        return len(self.boxes) - len(current)
+
+    def set_view(self, current: list[dict], image_id: int, view: Viewport) -> None:
+        """Button callback (zoom, pan): show ``view`` of image ``image_id``, the canvas redrawn
+        with ``current`` (all the boxes as of the run that drew the button)."""
+        if image_id == self.loaded_id:
+            self.boxes, self.view = list(current), view
+            self.nonce += 1
 
     def save(self, boxes: list[dict], image_id: int, opened_version: int, then: int | None = None) -> None:
         """Button callback: store ``boxes`` as the image's ground truth, then show image ``then``
@@ -164,13 +228,15 @@ class LabelEditor:
         """Button callback: keep the unsaved changes and this image."""
         self.pending = None
 
-    def targets(self) -> dict[str, int | None]:
-        """Where Previous, Next (wrapping around) and Next unlabeled go (None: all labeled)."""
+    def targets(self, order: str = "uncertainty") -> dict[str, int | None]:
+        """Where Previous, Next (wrapping around) and Next unlabeled go: the first image other
+        than this one that :meth:`Store.to_label` gives in ``order`` ('uncertainty' or 'id'),
+        else this one if it is not labeled (None: all labeled)."""
         assert self.record is not None, "open() first"
-        unlabeled = self.store.next_unlabeled(self.record.id, self.split)
+        ids = [r.id for r in self.store.to_label(self.split, 2, order)]
+        unlabeled = next((i for i in ids if i != self.record.id), ids[0] if ids else None)
         at = lambda i: self.store.images_page(i % self.total, 1, self.split)[0].id  # noqa: E731
-        return {"prev": at(self.position - 1), "next": at(self.position + 1),
-                "unlabeled": unlabeled.id if unlabeled else None}
+        return {"prev": at(self.position - 1), "next": at(self.position + 1), "unlabeled": unlabeled}
 
     def take_flash(self) -> list[tuple[str, str]]:
         """The messages for this run, once."""

@@ -1,8 +1,12 @@
 """Model specs on the pages (:func:`cowdetect.models.resolve` reads every one): the choices a
-selectbox offers, the cached detector a spec names, and its stored evaluations."""
+selectbox offers, the cached detector a spec names, its stored evaluations and the labeling
+effort its suggestions saved."""
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
+import pandas as pd
 import streamlit as st
 
 from cowdetect import DetectorBox
@@ -78,3 +82,28 @@ def detectron2_id(box: DetectorBox, class_id: int) -> int:
     names = box.class_names
     real = [i for i, n in enumerate(names) if i > 0 and n != "N/A"]
     return real.index(class_id) if class_id in real else class_id - 1
+
+
+EFFORT_COLUMNS = ["suggestions from", "images reviewed", "boxes suggested", "unchanged", "changed", "deleted",
+                  "added by hand", "share unchanged"]
+
+
+def effort_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per suggestion source (:meth:`Store.effort` rows): what people did with its boxes
+    when they saved the images. 'changed' is moved, resized or relabelled; a model that saves
+    work has a high share unchanged and few deleted or added."""
+    return pd.DataFrame([{
+        "suggestions from": r["source"], "images reviewed": r["images"], "boxes suggested": r["suggested"],
+        "unchanged": r["unchanged"], "changed": r["changed"], "deleted": r["deleted"], "added by hand": r["added"],
+        "share unchanged": f"{r['unchanged'] / r['suggested']:.0%}" if r["suggested"] else "–"}
+        for r in rows], columns=EFFORT_COLUMNS)
+
+
+def effort_section(store: Store) -> None:
+    """The Models page's "Labeling effort" table, when any suggested image was saved."""
+    rows = store.effort()
+    if rows:
+        st.subheader("Labeling effort")
+        st.caption("How the boxes each model suggested were edited before saving: the more left unchanged, the "
+                   "less work the model saves you.")
+        st.dataframe(effort_table(rows), hide_index=True, width="stretch")

@@ -121,10 +121,12 @@ def to_label_section(store: Store, run: RunRecord) -> None:
         except ValueError as exc:
             st.error(str(exc))
             return
-        st.success(f"Added {report.added} frame{'' if report.added == 1 else 's'} with the tracker's boxes as "
-                   f"suggestions"
-                   + (f"; {len(report.skipped)} were already in the dataset" if report.skipped else "")
-                   + ". Review them on the Label page.")
+        already = sum("already" in s["reason"] for s in report.skipped)
+        note = (f"Added {report.added} frame{'' if report.added == 1 else 's'} with the tracker's boxes as "
+                f"suggestions" + (f"; {already} already in the dataset" if already else "")
+                + (f"; {len(report.skipped) - already} skipped ({report.skipped[0]['reason']})"
+                   if len(report.skipped) > already else "") + ". Review them on the Label page.")
+        (st.success if report.added else st.info)(note)
 
 
 def compare_tracks(store: Store, done: Sequence[RunRecord]) -> None:

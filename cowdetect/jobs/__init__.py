@@ -3,7 +3,7 @@ function in its own process.
 
 :mod:`.machinery` holds what every kind shares (rows, worker processes, the device queue,
 stop / resume, dispatch); each kind is a module of named steps: :mod:`.train`, :mod:`.track`,
-:mod:`.evaluate`. The CLI runs the very same job functions in the foreground.
+:mod:`.evaluate`, :mod:`.prelabel`. The CLI runs the very same job functions in the foreground.
 """
 
 from ..lazy import lazy_getattr
@@ -17,6 +17,8 @@ _KINDS = {
     "track": ("add_video", "create_tracking_run", "detection_cache", "run_tracking", "track_outputs",
               "tracking_settings"),
     "evaluate": ("cached_evaluation", "create_evaluation_run", "evaluation_settings", "run_evaluation"),
+    "prelabel": ("create_prelabel_run", "prelabel_settings", "run_prelabel", "uncertainty"),
+    "tolabel": ("find_frames_to_label", "frames_to_label_of", "import_run_frames", "tracker_suggestions"),
 }
 _WHERE = {name: kind for kind, names in _KINDS.items() for name in names}
 __all__ = sorted(["ACTIVE", "create_run", "install_sigterm_handler", "mark_interrupted", "pid_alive",

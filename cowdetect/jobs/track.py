@@ -166,21 +166,34 @@ def run_tracking(store: Store, run_id: int, log: Log | None = None) -> RunRecord
         log(f"run {run_id}: tracking {video.original_name} ({video.frames} frames) with {settings['model_label']}")
         result = _track(store, run_id, video, box, ref, from_dict(TrackConfig, settings["config"]), log)
         metrics: dict[str, Any] = {"summary": result.as_dict()}
+        switches = None
         if video.gt_path is not None and result.frames:
-            from ..mot import mot_scores, read_mot
-            metrics["mot"] = mot_scores(read_mot(video.gt_path), read_mot(track_outputs(store, run_id)["mot"]),
-                                        num_frames=result.frames)
+            from ..mot import mot_scores_and_switches, read_mot
+            metrics["mot"], switches = mot_scores_and_switches(
+                read_mot(video.gt_path), read_mot(track_outputs(store, run_id)["mot"]), num_frames=result.frames)
         status = "stopped" if result.stopped else "done"
         if result.frames:
-            from .tolabel import find_frames_to_label
-            store.update_run(run_id, iteration=result.frames)  # the frames tracked: what the analysis reads
-            metrics["to_label"] = find_frames_to_label(store, run_id)
+            metrics["to_label"], note = _frames_to_label(store, run_id, result.frames, switches, log)
+            result = dataclasses.replace(result, warning="; ".join(filter(None, (result.warning, note))) or None)
         store.update_run(run_id, status=status, iteration=result.frames, total=max(result.frames,
                          result.frames_expected), metrics=metrics, error=result.warning, finished_at=now())
         log(f"run {run_id}: {status}; {result.frames} frames at {result.fps:.1f} fps, {result.num_tracks} tracks"
             + (f"; MOTA {metrics['mot']['mota']:.3f} IDF1 {metrics['mot']['idf1']:.3f}" if "mot" in metrics else "")
             + (f"; {result.warning}" if result.warning else ""))
         return store.run(run_id)
+
+
+def _frames_to_label(store: Store, run_id: int, frames: int, switches: list | None, log: Log
+                     ) -> tuple[list[dict[str, Any]], str | None]:
+    """The frames worth labeling (:mod:`.tolabel`) and a warning; never fails the tracking itself,
+    which is done and stored by now (an analysis error becomes the warning, the list empty)."""
+    from .tolabel import find_frames_to_label
+
+    try:
+        return find_frames_to_label(store, run_id, frames, switches), None
+    except (ValueError, OSError, KeyError) as exc:
+        log(f"run {run_id}: finding the frames worth labeling failed: {exc}")
+        return [], f"the frames worth labeling could not be listed ({exc})"
 
 
 def _track(store: Store, run_id: int, video: VideoRecord, box: DetectorBox, ref: ModelRef, config: TrackConfig,

@@ -259,9 +259,11 @@ class ImagesMixin(StoreBase):
         (the later save wins; see :meth:`version`).
         """
         record = self.image(image_id)
-        with self.connect() as conn:
+        with self.write_lock() as conn:
+            was_labeled = bool(conn.execute("SELECT labeled FROM images WHERE id = ?", (record.id,)).fetchone()[0])
             self._write_boxes(conn, record.id, boxes, record.width, record.height)
-            record_effort(conn, record.id, boxes)
+            if not was_labeled:  # the review of its suggestions; later edits of a labeled image are not
+                record_effort(conn, record.id, boxes)
             conn.execute("UPDATE images SET version = version + 1 WHERE id = ?", (record.id,))
             return int(conn.execute("SELECT version FROM images WHERE id = ?", (record.id,)).fetchone()[0])
 

@@ -147,7 +147,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE images ADD COLUMN frame_index INTEGER;
     ALTER TABLE images ADD COLUMN frame_time REAL;
     ALTER TABLE images ADD COLUMN phash TEXT;
-    CREATE INDEX images_frame ON images(video_id, frame_index);
+    CREATE UNIQUE INDEX images_frame ON images(video_id, frame_index) WHERE video_id IS NOT NULL;
     CREATE TABLE suggestion_sets (
         image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
         source TEXT NOT NULL,

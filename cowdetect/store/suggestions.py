@@ -11,7 +11,6 @@ import numpy as np
 from ..data import check_boxes_inside
 from ..detections import Detections
 from ..effort import Effort, compare
-from ..images import hash_distance
 from .base import StoreBase
 from .rows import ImageRecord, SuggestionSet
 
@@ -26,9 +25,10 @@ NEAR_IDENTICAL_BITS = 6
 
 
 def record_effort(conn: sqlite3.Connection, image_id: int, saved: Detections) -> None:
-    """Inside a save's transaction: when the image has suggestions, store how ``saved`` (the new
-    ground truth, xyxy px) differs from them (:func:`cowdetect.effort.compare`), replacing what
-    an earlier save of the same image recorded: the effort is always final labels vs suggestions."""
+    """Inside the transaction of an unlabeled image's first save: when the image has suggestions,
+    store how ``saved`` (its ground truth, xyxy px) differs from them (:func:`cowdetect.effort.compare`).
+    Saves of an image already labeled are edits of ground truth, not a review of suggestions, so
+    they record nothing (nor do suggestions set on a labeled image later)."""
     head = conn.execute("SELECT source, model_id FROM suggestion_sets WHERE image_id = ?", (image_id,)).fetchone()
     if head is None:
         return
@@ -119,15 +119,19 @@ class SuggestionsMixin(StoreBase):
 
         ``order='uncertainty'``: the most uncertain first (``uncertainty`` of their suggestion
         set, written by the pre-label job; images without one come after, oldest first), and an
-        image whose perceptual hash is within ``near_identical_bits`` of one already chosen is
-        skipped, so the list never spends two picks on the same scene. ``order='id'``: oldest
-        first, no skipping. Reads candidates a page at a time: cheap with 10,000s of images.
+        image whose perceptual hash is within ``near_identical_bits`` of one already chosen or
+        already labeled (in the split) goes to the end of the list: labeling the same scene twice
+        teaches little. ``order='id'``: oldest first. Reads candidates a page at a time and compares
+        hashes as one array: cheap with 10,000s of images. Images stored before hashes existed get
+        theirs when first read here.
         """
         if order not in ("uncertainty", "id"):
             raise ValueError(f"order: expected 'uncertainty' or 'id', got {order!r}")
         where, args = ("AND i.split = ?", [split]) if split is not None else ("", [])
         sort = "s.uncertainty IS NULL, s.uncertainty DESC, i.id" if order == "uncertainty" else "i.id"
+        seen = self._labeled_hashes(where, args) if order == "uncertainty" else np.zeros(0, np.uint64)
         chosen: list[ImageRecord] = []
+        later: list[ImageRecord] = []
         offset, page = 0, max(50, 4 * limit)
         while len(chosen) < limit:
             with self.connect() as conn:
@@ -135,16 +139,46 @@ class SuggestionsMixin(StoreBase):
                                     f"WHERE i.labeled = 0 {where} ORDER BY {sort} LIMIT ? OFFSET ?",
                                     [*args, page, offset]).fetchall()
             for row in rows:
-                record = self._image(row)  # type: ignore[attr-defined]
-                if order == "id" or not any(_near(record, c, near_identical_bits) for c in chosen):
+                record = self._with_phash(self._image(row))  # type: ignore[attr-defined]
+                if order == "id" or not _near_any(record.phash, seen, near_identical_bits):
                     chosen.append(record)
+                    seen = np.append(seen, np.uint64(int(record.phash, 16))) if order != "id" else seen
                     if len(chosen) == limit:
                         break
+                elif len(later) < limit:
+                    later.append(record)
             if len(rows) < page:
                 break
             offset += page
-        return chosen
+        return chosen + later[:limit - len(chosen)]
+
+    def _labeled_hashes(self, where: str, args: list[Any]) -> np.ndarray:
+        with self.connect() as conn:
+            rows = conn.execute(f"SELECT i.phash FROM images i WHERE i.labeled = 1 AND i.phash IS NOT NULL {where}",
+                                args).fetchall()
+        return np.array([int(r[0], 16) for r in rows], np.uint64)
+
+    def _with_phash(self, record: ImageRecord) -> ImageRecord:
+        """``record`` with its perceptual hash, computed and stored now if it has none yet."""
+        if record.phash is not None or not record.path.is_file():
+            return record
+        from dataclasses import replace
+
+        from ..images import load_image, perceptual_hash
+
+        try:
+            phash = perceptual_hash(load_image(record.path))
+        except ValueError:  # an unreadable file: no hash, so never "near" anything
+            return record
+        with self.connect() as conn:
+            conn.execute("UPDATE images SET phash = ? WHERE id = ?", (phash, record.id))
+        return replace(record, phash=phash)
 
 
-def _near(a: ImageRecord, b: ImageRecord, bits: int) -> bool:
-    return a.phash is not None and b.phash is not None and hash_distance(a.phash, b.phash) < bits
+def _near_any(phash: str | None, seen: np.ndarray, bits: int) -> bool:
+    """Whether ``phash`` differs from any hash in ``seen`` (uint64) in fewer than ``bits`` bits."""
+    if phash is None or not len(seen):
+        return False
+    differ = np.bitwise_xor(seen, np.uint64(int(phash, 16)))
+    counts = np.unpackbits(differ.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+    return bool((counts < bits).any())
