@@ -284,6 +284,8 @@ def add_prelabel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="active", metavar="SPEC", help=f"the model, {MODEL_SPEC_HELP} (default: active)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--score-threshold", type=float, default=0.5, help="keep boxes scoring at least this (default 0.5)")
+    p.add_argument("--resume", type=int, metavar="RUN_ID",
+                   help="continue a stopped, failed or interrupted pre-label run (images it did are kept)")
     _tiles_arg(p)
 
 
@@ -292,9 +294,17 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
     from .store import Store
 
     store = Store(args.data_dir)
-    settings = jobs.prelabel_settings(store, model=args.model, split=args.split, unlabeled=args.unlabeled,
-                                      score_threshold=args.score_threshold, device=args.device, tiles=args.tiles)
-    run_id = jobs.create_prelabel_run(store, settings)
+    if args.resume is not None:
+        if store.run(args.resume).kind != "prelabel":
+            raise ValueError(f"run {args.resume} is not a pre-label run (its kind: {store.run(args.resume).kind})")
+        jobs.prepare_resume(store, args.resume)
+        run_id, settings = args.resume, store.run(args.resume).params
+    else:
+        if args.split is None and not args.unlabeled:
+            raise ValueError("which images? give --split S (its unlabeled images) or --unlabeled (every split's)")
+        settings = jobs.prelabel_settings(store, model=args.model, split=args.split, unlabeled=args.unlabeled,
+                                          score_threshold=args.score_threshold, device=args.device, tiles=args.tiles)
+        run_id = jobs.create_prelabel_run(store, settings)
     print(f"run {run_id}: pre-labeling with {settings['model_label']}", file=sys.stderr)
     run = jobs.run_prelabel(store, run_id)
     report = {"run_id": run_id, "status": run.status, "model": settings["model_label"],
@@ -475,7 +485,7 @@ def _stored_video_id(store: Any, video: str, ground_truth: str | None = None) ->
         return demo[-1].id
     path = Path(video)
     if not path.is_file():
-        raise ValueError(f"video {path}: no such file")
+        raise ValueError(f"video {path}: " + ("a folder; give a video file" if path.is_dir() else "no such file"))
     record, note = jobs.add_video(store, path.read_bytes(), path.name, ground_truth)
     print(note, file=sys.stderr)
     return record.id
@@ -499,14 +509,14 @@ def _run_video_id(store: Any, video: str, run_id: int) -> int:
 
 def cmd_import_video(args: argparse.Namespace) -> int:
     from . import jobs
-    from .frames import check_settings, import_video_frames
+    from .frames import MIN_CHANGE_BITS, check_settings, import_video_frames
     from .store import Store
 
     check_settings(args.every, args.count, args.split, args.min_change)  # before the video is stored
     store = Store(args.data_dir)
     if args.from_run is not None:
-        if args.every is not None or args.count is not None:
-            raise ValueError("--from-run takes the frames the run found; leave out --every and --count")
+        if args.every is not None or args.count is not None or args.min_change != MIN_CHANGE_BITS:
+            raise ValueError("--from-run takes the frames the run found; leave out --every, --count and --min-change")
         _run_video_id(store, args.video, args.from_run)
         result = jobs.import_run_frames(store, args.from_run, split=args.split)
     else:

@@ -125,6 +125,13 @@ class Detections:
         """Boxes multiplied by ``factor`` (map boxes found on a resized image back to the original)."""
         return Detections(self.xyxy * np.float32(factor), self.class_id, self.score, self.class_names)
 
+    def clipped(self, width: int, height: int, min_side: float = 1.0) -> Detections:
+        """Boxes clipped to a ``width`` x ``height`` image, dropping those left thinner than
+        ``min_side`` px (a model's box may reach past the edge; a cow's box cannot)."""
+        xyxy = np.clip(self.xyxy, 0, np.array([width, height, width, height], np.float32)).astype(np.float32)
+        keep = (xyxy[:, 2] - xyxy[:, 0] >= min_side) & (xyxy[:, 3] - xyxy[:, 1] >= min_side)
+        return Detections(xyxy, self.class_id, self.score, self.class_names)[keep]
+
     def with_class_names(self, class_names: tuple[str, ...]) -> Detections:
         """Re-index onto another vocabulary by name, dropping classes it does not have."""
         lookup = {name: i for i, name in enumerate(class_names)}

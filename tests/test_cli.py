@@ -303,7 +303,7 @@ def test_import_video_from_run_adds_the_frames_where_tracking_broke(video_store,
     wanted = [f["frame"] for f in video_store.run(run_id).metrics["to_label"]]
     data = video_store.data_dir
     before = files_of(data)
-    for extra, message in ((["--every", "2"], "leave out --every and --count"),
+    for extra, message in ((["--every", "2"], "leave out --every, --count and --min-change"),
                            ([], "not the video run")):
         out = cli("import-video", str(other), "--from-run", str(run_id), *extra, data_dir=data)
         assert out.returncode == 2 and out.stdout == ""

@@ -227,7 +227,7 @@ def test_cli_prelabel_json_and_models_effort(pre_store):
 
 CLI_ERRORS = [
     (["--split", "nosuch"], "split: expected one of"),
-    ([], "split: expected a split name or unlabeled=True"),
+    ([], "give --split S .its unlabeled images. or --unlabeled"),
     (["--split", "test"], "no unlabeled images"),
     (["--split", "train", "--score-threshold", "nan"], "score_threshold: expected a number between 0 and 1"),
     (["--split", "train", "--score-threshold", "1.5"], "score_threshold"),
@@ -298,3 +298,23 @@ def test_models_page_shows_the_labeling_effort(pre_store, monkeypatch):
         "suggestions from": "tiny (#1)", "images reviewed": 1, "boxes suggested": 2, "unchanged": 1,
         "changed": 0, "deleted": 1, "added by hand": 0, "share unchanged": "50%"}]
 
+
+
+def test_cli_resumes_an_interrupted_run_without_redoing_images(pre_store):
+    settings = jobs.prelabel_settings(pre_store, model="tiny", split="train")
+    run_id = jobs.create_prelabel_run(pre_store, settings)
+    first = pre_store.images_page(0, 50, "train", labeled=False)[0].id
+    pre_store.set_suggestions(first, pre_store.boxes(first), settings["model_label"], 1, run_id)  # done before a kill
+    pre_store.update_run(run_id, status="interrupted", pid=None)
+    out = cli("worker", str(run_id), data_dir=pre_store.data_dir)
+    assert out.returncode == 2
+    assert_one_error_line(out.stderr, f"continue it with: python -m cowdetect prelabel --resume {run_id}")
+    out = cli("prelabel", "--resume", str(run_id), "--json", data_dir=pre_store.data_dir)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert (report["run_id"], report["status"], report["images"]) == (run_id, "done", 5)
+    assert len(pre_store.suggestions(first).boxes) == 0  # kept as stored before, not predicted again
+    other = jobs.create_run(pre_store, "evaluate", {"device": "cpu"}, 1)
+    out = cli("prelabel", "--resume", str(other), data_dir=pre_store.data_dir)
+    assert out.returncode == 2
+    assert_one_error_line(out.stderr, f"run {other} is not a pre-label run .its kind: evaluate.")

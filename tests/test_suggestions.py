@@ -65,7 +65,7 @@ def test_suggestions_are_kept_apart_from_ground_truth(scenes):
 
 SET_ERRORS = [
     ("an empty source", dict(source=""), "source: expected"),
-    ("a box outside the image", dict(xyxy=[[100, 50, 140, 90]]), "outside|inside|beyond"),
+    ("an unknown image", dict(image="nosuch"), "no such image"),
 ]
 
 
@@ -74,8 +74,20 @@ def test_bad_suggestions_store_nothing(scenes, what, change, message):
     store, ids = scenes
     dets = suggested(store, change.get("xyxy", [[1, 1, 10, 10]]), ["cow"], [0.9])
     with pytest.raises(ValueError, match=message):
-        store.set_suggestions(ids["b"], dets, change.get("source", "tiny (#1)"))
+        store.set_suggestions(999 if change.get("image") else ids["b"], dets, change.get("source", "tiny (#1)"))
     assert store.suggestions(ids["b"]) is None
+
+
+def test_boxes_past_the_edge_are_clipped_and_boxes_outside_dropped(scenes):
+    """A model's (or a tracker's) box may reach past the image's edge: kept, clipped to it."""
+    store, ids = scenes
+    record = store.image(ids["b"])
+    w, h = record.width, record.height
+    dets = suggested(store, [[-3, -2, 20, 20], [w - 10, h - 10, w + 7, h + 5], [w + 5, 0, w + 40, 10]],
+                     ["cow"] * 3, [0.9, 0.8, 0.7])
+    assert store.set_suggestions(ids["b"], dets, "tiny (#1)") == 2
+    got = store.suggestions(ids["b"]).boxes
+    assert got.xyxy.tolist() == [[0, 0, 20, 20], [w - 10, h - 10, w, h]] and got.score.tolist() == pytest.approx([0.9, 0.8])
 
 
 def test_boxes_of_classes_the_store_lacks_are_dropped(scenes):

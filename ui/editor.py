@@ -169,13 +169,10 @@ class LabelEditor:
         """Store a model's boxes (``found``, xyxy px with scores, named with the dataset's classes)
         as the image's suggestion set made by ``source`` (so the effort of saving them is
         measured), and add those that repeat no box in ``current`` as suggestions the canvas
-        redraws with; returns how many were added. Boxes are clipped to the image first (a model's
-        box may reach a px or two past the edge)."""
+        redraws with; returns how many were added. Boxes are clipped to the image (a model's box
+        may reach past the edge), as the store clips them."""
         assert self.record is not None, "open() first"
-        w, h = self.record.width, self.record.height
-        xyxy = np.clip(found.xyxy, 0, np.array([w, h, w, h], np.float32)).astype(np.float32)
-        found = Detections(xyxy, found.class_id, found.score, found.class_names)
-        found = found[(xyxy[:, 2] - xyxy[:, 0] >= 1) & (xyxy[:, 3] - xyxy[:, 1] >= 1)] if len(found) else found
+        found = found.clipped(self.record.width, self.record.height)  # as the store keeps them
         self.store.set_suggestions(self.record.id, found, source, score_threshold=score_threshold)
         self._read_suggestions()
         self.nonce += 1

@@ -126,7 +126,9 @@ def start(store: Store, run_id: int, kind: str, log: Log) -> RunRecord:
     if run.kind != kind:
         raise ValueError(f"run {run_id} is a {run.kind} run, not a {kind} run")
     if run.status not in ACTIVE:
-        raise ValueError(f"run {run_id} is {run.status}; resume it first")
+        again = {"train": f"train --resume {run_id}", "prelabel": f"prelabel --resume {run_id}"}.get(kind)
+        raise ValueError(f"run {run_id} is {run.status}; " + (f"continue it with: python -m cowdetect {again}"
+                         if again else "start a new run (or Resume it on its page)"))
     me = os.getpid()
     owner = store.take_run(run_id, me, pid_alive)
     if owner is not None:

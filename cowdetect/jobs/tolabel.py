@@ -124,14 +124,12 @@ def tracker_suggestions(store: Store, run_id: int, frames: Sequence[int]) -> dic
     vocab = store.class_names()
     name = (run.params["config"].get("classes") or [vocab[1]])[0]
     name = name if name in vocab else vocab[1]
-    limit = np.array([video.width, video.height, video.width, video.height], np.float32)
     out = {}
     for frame in frames:
         xyxy, score = tracker_boxes(tracks, int(frame)) if not tracks.empty else (np.zeros((0, 4)), np.zeros(0))
         # the Kalman filter's estimate of a cow walking out may reach past the border
-        xyxy = np.clip(xyxy, 0, limit)
-        keep = (xyxy[:, 2] - xyxy[:, 0] >= 1) & (xyxy[:, 3] - xyxy[:, 1] >= 1)
-        out[int(frame)] = Detections.from_names(xyxy[keep], [name] * int(keep.sum()), vocab, score=score[keep])
+        out[int(frame)] = Detections.from_names(xyxy, [name] * len(xyxy), vocab, score=score).clipped(
+            int(video.width), int(video.height))
     return out
 
 

@@ -8,7 +8,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data import check_boxes_inside
 from ..detections import Detections
 from ..effort import Effort, compare
 from .base import StoreBase
@@ -49,15 +48,17 @@ class SuggestionsMixin(StoreBase):
                         uncertainty: float | None = None) -> int:
         """Replace an image's suggestions with ``boxes`` (xyxy px of the original image, with
         scores; named in the store's classes — boxes of other classes are dropped) made by
-        ``source`` (a model version's label, 'coco:…', 'tracker, run N'). Ground truth is not
-        touched. Returns how many boxes were stored (0 is a valid set: the model found nothing)."""
+        ``source`` (a model version's label, 'coco:…', 'tracker, run N'). A box reaching past the
+        image's edge (models' and trackers' often do) is clipped to it, one left under 1 px
+        dropped. Ground truth is not touched. Returns how many boxes were stored (0 is a valid
+        set: the model found nothing)."""
         if not source:
             raise ValueError("source: expected what made the suggestions, got an empty name")
         record = self.image(image_id)  # type: ignore[attr-defined]
         known = set(self.classes())  # type: ignore[attr-defined]
         keep = np.array([name in known for name in boxes.names], bool)
         boxes = boxes[keep] if len(boxes) else boxes
-        check_boxes_inside(boxes.xyxy, record.width, record.height, f"image {record.id}")
+        boxes = boxes.clipped(record.width, record.height)
         scores = boxes.score if boxes.score is not None else np.full(len(boxes), np.nan)
         with self.connect() as conn:
             conn.execute("DELETE FROM suggestion_sets WHERE image_id = ?", (record.id,))
