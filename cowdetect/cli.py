@@ -509,7 +509,7 @@ def _run_video_id(store: Any, video: str, run_id: int) -> int:
 
 def cmd_import_video(args: argparse.Namespace) -> int:
     from . import jobs
-    from .frames import MIN_CHANGE_BITS, check_settings, import_video_frames
+    from .frames import MIN_CHANGE_BITS, check_settings
     from .store import Store
 
     check_settings(args.every, args.count, args.split, args.min_change)  # before the video is stored
@@ -517,13 +517,15 @@ def cmd_import_video(args: argparse.Namespace) -> int:
     if args.from_run is not None:
         if args.every is not None or args.count is not None or args.min_change != MIN_CHANGE_BITS:
             raise ValueError("--from-run takes the frames the run found; leave out --every, --count and --min-change")
-        _run_video_id(store, args.video, args.from_run)
-        result = jobs.import_run_frames(store, args.from_run, split=args.split)
+        video_id = _run_video_id(store, args.video, args.from_run)
     else:
-        result = import_video_frames(store, _stored_video_id(store, args.video), every=args.every, count=args.count,
-                                     split=args.split, min_change=args.min_change)
+        video_id = _stored_video_id(store, args.video)
+    settings = jobs.frames_settings(store, video_id, every=args.every, count=args.count, split=args.split,
+                                    min_change=args.min_change, from_run=args.from_run)
+    run = jobs.run_frames(store, jobs.create_frames_run(store, settings))  # the page's job, in the foreground
+    result = jobs.frame_import_of(run)
     if args.json:
-        _print_json(result.as_dict())
+        _print_json({**result.as_dict(), "run_id": run.id})
     else:
         print(result.summary())
     for skip in result.skipped:

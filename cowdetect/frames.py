@@ -245,7 +245,8 @@ def _suggest(store: Store, importer: _Importer, record: ImageRecord, index: int,
 
 
 def import_frames(store: Store, video_id: int, frames: Mapping[int, Detections | None], source: str | None = None,
-                  run_id: int | None = None, split: str = "unassigned") -> FrameImport:
+                  run_id: int | None = None, split: str = "unassigned", progress: Progress | None = None
+                  ) -> FrameImport:
     """Store chosen frames of a stored video, each with its boxes as suggestions when given.
 
     Args:
@@ -255,6 +256,8 @@ def import_frames(store: Store, video_id: int, frames: Mapping[int, Detections |
         source: what made the boxes ('tracker, run 12'); needed when any are given.
         run_id: the run that made them, recorded with the suggestions.
         split: the split the new images go to.
+        progress: ``progress(frames decoded, last wanted index + 1)`` after each wanted frame;
+            return False to stop (what was stored stays, ``stopped`` is True).
 
     Frames already imported are reused (listed in ``skipped`` with their image id, and kept in
     ``images``); their suggestions are replaced unless the image is labeled. Near-duplicates
@@ -272,7 +275,7 @@ def import_frames(store: Store, video_id: int, frames: Mapping[int, Detections |
     except ValueError:
         reader.close()
         raise
-    importer, last, seen = _Importer(store, video, split, 0), max(frames), set()
+    importer, last, seen, stopped = _Importer(store, video, split, 0), max(frames), set(), False
     try:
         for frame in reader:
             seen.add(frame.index)
@@ -282,9 +285,13 @@ def import_frames(store: Store, video_id: int, frames: Mapping[int, Detections |
                 _suggest(store, importer, record, frame.index, boxes, str(source), run_id)
             if frame.index >= last:
                 break
+            if progress is not None and progress(reader.frames_read, last + 1) is False:
+                stopped = True
+                break
     finally:
         reader.close()
-    ended = reader.error or f"the video has {reader.frames_read} frames"
-    for index in sorted(set(frames) - seen):
-        importer.skip(index, f"not in the video ({ended})")
-    return importer.result(reader, False)
+    if not stopped:  # a stop leaves the frames after it untried, not missing
+        ended = reader.error or f"the video has {reader.frames_read} frames"
+        for index in sorted(set(frames) - seen):
+            importer.skip(index, f"not in the video ({ended})")
+    return importer.result(reader, stopped)

@@ -58,6 +58,11 @@ def test_frames_where_tracking_broke_go_to_the_dataset(video_store, monkeypatch)
     at.run()
     at.button(key=f"tolabel-add-{run_id}").click().run()
     assert not at.exception, [e.value for e in at.exception]
+    (added,) = video_store.runs("frames")  # a background job, not work inside the page
+    assert added.pid and added.params["from_run"] == run_id and added.params["frames"] == [found[0]["frame"]]
+    statuses_until_done(video_store, added.id)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
     assert "Added 1 frame with the tracker's boxes as suggestions" in at.success[0].value
     (image,) = video_store.images()
     assert image.frame_index == found[0]["frame"] and video_store.image_states([image.id]) == {image.id: "suggested"}

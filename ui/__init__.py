@@ -28,22 +28,22 @@ from .models import (active_model_note, detector_for, detectron2_id, effort_sect
                      model_choices, worst_first)
 from .prelabel import prelabel_panel
 from .video_frames import frames_from_video
-from .runs import (compare_tracks, launch, loss_charts, progress_bar, run_picker, to_label_section, training_scores,
-                   track_results)
+from .runs import (compare_tracks, follow_run, launch, loss_charts, progress_bar, resume_run, run_picker,
+                   to_label_section, training_scores, track_results)
 from .tables import comparison_table, model_table, per_image_table, pr_curves, results_table
 from .widgets import (coco_images, flash, import_report, model_picker, move_button, show_flash, thumbnail_grid,
                       tiles_picker)
 from .zoom import MOVES, Viewport, overview, view_image
 
 __all__ = [
-    "LabelEditor", "MOVES", "NEW_COLOR", "SAVED_COLOR", "SUGGESTED_COLOR", "active_model_note", "box_iou",
-    "boxes_to_objects", "canvas_boxes", "canvas_size", "coco_images", "compare_tracks", "comparison_table",
-    "data_dir", "frames_from_video", "tiles_picker", "detector_for", "detectron2_id", "effort_section", "effort_table", "flash",
-    "image_uri", "import_report", "labeled_thumbnail",
-    "latest_result", "launch", "loss_charts", "model_choices", "model_picker", "model_table", "move_button",
-    "per_image_table", "pr_curves", "prelabel_panel", "progress_bar", "results_table", "run_picker", "show_flash",
-    "start_demo_generation", "store", "thumbnail", "to_label_section", "thumbnail_grid", "thumbnail_uri",
-    "track_results", "training_scores", "Viewport", "view_image", "overview", "worst_first",
+    "active_model_note", "box_iou", "boxes_to_objects", "canvas_boxes", "canvas_size", "coco_images",
+    "compare_tracks", "comparison_table", "data_dir", "detector_for", "detectron2_id", "effort_section",
+    "effort_table", "flash", "follow_run", "frames_from_video", "image_uri", "import_report", "labeled_thumbnail",
+    "LabelEditor", "latest_result", "launch", "loss_charts", "model_choices", "model_picker", "model_table",
+    "move_button", "MOVES", "NEW_COLOR", "overview", "per_image_table", "pr_curves", "prelabel_panel",
+    "progress_bar", "results_table", "resume_run", "run_picker", "SAVED_COLOR", "show_flash",
+    "start_demo_generation", "store", "SUGGESTED_COLOR", "thumbnail", "thumbnail_grid", "thumbnail_uri",
+    "tiles_picker", "to_label_section", "track_results", "training_scores", "view_image", "Viewport", "worst_first",
 ]
 
 

@@ -8,22 +8,10 @@ import streamlit as st
 from cowdetect import jobs
 from cowdetect.store import SPLITS, RunRecord, Store
 
-from .runs import launch, progress_bar
-from .widgets import flash, model_picker, show_flash, tiles_picker
+from .runs import follow_run, launch, resume_run
+from .widgets import model_picker, show_flash, tiles_picker
 
 ALL = "all unlabeled images"
-
-
-@st.fragment(run_every=1)
-def _follow(store: Store, run_id: int) -> None:
-    """The running job's progress and a Stop button, redrawn every second; the whole page reruns
-    when it ends, so the counts per state are fresh."""
-    jobs.mark_interrupted(store)
-    run = store.run(run_id)
-    if not run.active:
-        st.rerun(scope="app")
-    progress_bar(run, "image", label=f"{run.params['model_label']}: ")
-    st.button("Stop", key=f"prelabel-stop-{run_id}", on_click=jobs.request_stop, args=(store, run_id))
 
 
 def _last(store: Store, run: RunRecord) -> None:
@@ -33,16 +21,8 @@ def _last(store: Store, run: RunRecord) -> None:
         st.success(f"Run {run.id} ({run.params['model_label']}): {counts}. Review them on the Label page.")
         return
     st.warning(f"Run {run.id} ({run.params['model_label']}) {run.status}: {counts} so far. {run.error or ''}")
-    st.button(f"Resume run {run.id}", key=f"prelabel-resume-{run.id}", on_click=_resume, args=(store, run.id))
-
-
-def _resume(store: Store, run_id: int) -> None:
-    """Button callback: queue the run again and start its worker (it skips the images it did)."""
-    try:
-        jobs.prepare_resume(store, run_id)  # a click delivered twice finds it queued: said, not raised
-        jobs.start_worker(store, run_id)
-    except ValueError as exc:
-        flash("prelabel_flash", "warning", str(exc))
+    st.button(f"Resume run {run.id}", key=f"prelabel-resume-{run.id}", on_click=resume_run,
+              args=(store, run.id, "prelabel_flash"))
 
 
 def prelabel_panel(store: Store, key: str = "prelabel") -> None:
@@ -61,7 +41,7 @@ def prelabel_panel(store: Store, key: str = "prelabel") -> None:
     runs = store.runs("prelabel")
     running = next((r for r in runs if r.active), None)
     if running is not None:
-        _follow(store, running.id)
+        follow_run(store, running.id, "image", label=f"{running.params['model_label']}: ", key="prelabel")
         return
     if st.button("Pre-label", type="primary", key=f"{key}_start"):
         try:

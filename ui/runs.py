@@ -13,6 +13,7 @@ from cowdetect.mot import counts_per_frame, read_mot, track_table
 from cowdetect.store import RunRecord, Store
 
 from .tables import track_comparison
+from .widgets import flash, show_flash
 
 
 def launch(store: Store, create: Callable[[Store, dict[str, Any]], int], settings: dict[str, Any]) -> int:
@@ -37,6 +38,28 @@ def progress_bar(run: RunRecord, unit: str, label: str = "", extra: str = "") ->
     """``label status · unit i / n extra`` over a bar."""
     st.progress(min(1.0, run.iteration / max(1, run.total)),
                 text=f"{label}{run.status} · {unit} {run.iteration} / {run.total}{extra}")
+
+
+@st.fragment(run_every=1)
+def follow_run(store: Store, run_id: int, unit: str, label: str = "", key: str = "run") -> None:
+    """A queued or running job's progress and a Stop button (key ``{key}-stop-{run_id}``), redrawn
+    every second; the whole page reruns when it ends, so what shows its result is fresh."""
+    jobs.mark_interrupted(store)
+    run = store.run(run_id)
+    if not run.active:
+        st.rerun(scope="app")
+    progress_bar(run, unit, label=label)
+    st.button("Stop", key=f"{key}-stop-{run_id}", on_click=jobs.request_stop, args=(store, run_id))
+
+
+def resume_run(store: Store, run_id: int, flash_key: str) -> None:
+    """Button callback: queue a stopped, failed or interrupted run again and start its worker; why
+    not (e.g. a click delivered twice finds it queued) is flashed under ``flash_key``, not raised."""
+    try:
+        jobs.prepare_resume(store, run_id)
+        jobs.start_worker(store, run_id)
+    except ValueError as exc:
+        flash(flash_key, "warning", str(exc))
 
 
 def loss_charts(info: dict[str, Any], run_id: int) -> None:
@@ -96,7 +119,7 @@ def track_results(store: Store, run: RunRecord) -> None:
 def to_label_section(store: Store, run: RunRecord) -> None:
     """The frames where a finished tracking run broke, each with its thumbnail (the tracker's
     boxes drawn) and why; the chosen ones go into the dataset with the tracker's boxes as
-    suggestions (they open on the Label page ready to correct)."""
+    suggestions (they open on the Label page ready to correct), by a frame-import job followed here."""
     found = jobs.frames_to_label_of(store, run.id)
     st.subheader(f"Frames worth labeling ({len(found)})")
     if not found:
@@ -114,19 +137,39 @@ def to_label_section(store: Store, run: RunRecord) -> None:
             col.caption(item["reason"])
             if keep:
                 chosen.append(item["frame"])
+    jobs.mark_interrupted(store)
+    imports = [r for r in store.runs("frames") if r.params["from_run"] == run.id]
+    if imports and imports[0].active:
+        follow_run(store, imports[0].id, "frame", label="Adding frames: ", key="tolabel")
+        return
     if st.button(f"Add {len(chosen)} frames to the dataset", type="primary", disabled=not chosen,
                  key=f"tolabel-add-{run.id}"):
         try:
-            report = jobs.import_run_frames(store, run.id, chosen)
+            settings = jobs.frames_settings(store, run.params["video_id"], from_run=run.id, frames=chosen)
         except ValueError as exc:
             st.error(str(exc))
             return
-        already = sum("already" in s["reason"] for s in report.skipped)
-        note = (f"Added {report.added} frame{'' if report.added == 1 else 's'} with the tracker's boxes as "
-                f"suggestions" + (f"; {already} already in the dataset" if already else "")
-                + (f"; {len(report.skipped) - already} skipped ({report.skipped[0]['reason']})"
-                   if len(report.skipped) > already else "") + ". Review them on the Label page.")
+        launch(store, jobs.create_frames_run, settings)
+        st.rerun()
+    show_flash("tolabel_flash")
+    if imports:
+        _frames_added(store, imports[0])
+
+
+def _frames_added(store: Store, run: RunRecord) -> None:
+    """What the newest "Add frames" import of a tracking run did (so far), with Resume when it did not finish."""
+    report = jobs.frame_import_of(run)
+    other = [s["reason"] for s in report.skipped if "already" not in s["reason"]]
+    already = len(report.skipped) - len(other)
+    note = (f"Added {report.added} frame{'' if report.added == 1 else 's'} with the tracker's boxes as "
+            f"suggestions" + (f"; {already} already in the dataset" if already else "")
+            + (f"; {len(other)} skipped ({other[0]})" if other else "") + ". Review them on the Label page.")
+    if run.status == "done":
         (st.success if report.added else st.info)(note)
+        return
+    st.warning(f"Adding frames (run {run.id}) {run.status}: {run.error or ''} {note if report.added else ''}")
+    st.button(f"Resume run {run.id}", key=f"tolabel-resume-{run.id}", on_click=resume_run,
+              args=(store, run.id, "tolabel_flash"))
 
 
 def compare_tracks(store: Store, done: Sequence[RunRecord]) -> None:

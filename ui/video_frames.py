@@ -1,4 +1,5 @@
-"""The Data page's "Frames from a video" section: a video (uploaded or stored) → unlabeled images."""
+"""The Data page's "Frames from a video" section: a video (uploaded or stored) → unlabeled images,
+imported by a background job (:mod:`cowdetect.jobs.frames`) followed here, with Stop and Resume."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from cowdetect import jobs
-from cowdetect.frames import MIN_CHANGE_BITS, FrameImport, check_settings, import_video_frames
-from cowdetect.store import SPLITS, Store
+from cowdetect.frames import MIN_CHANGE_BITS, FrameImport, check_settings
+from cowdetect.store import SPLITS, RunRecord, Store
 from cowdetect.video import VIDEO_SUFFIXES
+
+from .runs import follow_run, launch, resume_run
+from .widgets import show_flash
 
 HOW = {"every": "One frame every … seconds", "count": "This many frames, spread evenly"}
 
@@ -37,8 +41,43 @@ def frame_import_report(result: FrameImport) -> None:
                          width="stretch")
 
 
+def _last(store: Store, run: RunRecord) -> None:
+    """What the newest import of this section did (so far), with Resume when it did not finish."""
+    if run.status == "failed":
+        st.error(f"Run {run.id} ({run.params['video_name']}) failed: {run.error}")
+    else:
+        frame_import_report(jobs.frame_import_of(run))
+    if run.status != "done":
+        if run.status != "failed":
+            st.warning(f"Run {run.id} ({run.params['video_name']}) {run.status}. {run.error or ''}")
+        st.button(f"Resume run {run.id}", key=f"frames-resume-{run.id}", on_click=resume_run,
+                  args=(store, run.id, "frames_flash"))
+
+
+def _start(store: Store, upload: Any, stored: int | None, every: float | None, count: int | None, split: str,
+           min_change: int) -> None:
+    """Check the settings, store an upload, start the import job and rerun to follow it; a
+    ValueError is shown (nothing started, an upload not stored when the settings are wrong)."""
+    try:
+        check_settings(every, count, split, min_change)  # before an upload is stored
+        settings = jobs.frames_settings(store, _video_id(store, upload, stored), every=every, count=count,
+                                        split=split, min_change=min_change)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    launch(store, jobs.create_frames_run, settings)
+    st.rerun()
+
+
 def frames_from_video(store: Store) -> None:
-    """Upload a video or pick a stored one; take a frame every N seconds or N frames; import."""
+    """Upload a video or pick a stored one; take a frame every N seconds or N frames; import in a
+    background job (progress and Stop while it runs), then its report."""
+    jobs.mark_interrupted(store)
+    runs = [r for r in store.runs("frames") if r.params["frames"] is None]  # sampled here, not chosen on Track
+    running = next((r for r in runs if r.active), None)
+    if running is not None:
+        follow_run(store, running.id, "frame", label=f"{running.params['video_name']}: ", key="frames")
+        return
     videos = {v.id: v for v in reversed(store.videos())}
     with st.form("video_frames"):
         upload = st.file_uploader("A video", type=[s.lstrip(".") for s in VIDEO_SUFFIXES], key="frames_upload")
@@ -52,16 +91,11 @@ def frames_from_video(store: Store) -> None:
         min_change = c4.number_input("Min change (hash bits)", 0, 64, MIN_CHANGE_BITS, key="frames_min_change",
                                      help="Skip a frame that differs from the last one kept in fewer of the 64 "
                                           "bits of their perceptual hashes (0 keeps all).")
-        if not st.form_submit_button("Import frames", type="primary"):
-            return
-    try:
+        submitted = st.form_submit_button("Import frames", type="primary")
+    if submitted:
         every, count = (float(amount), None) if how == "every" else (None, int(round(amount)))
-        check_settings(every, count, split, int(min_change))  # before an upload is stored
-        with st.spinner("Reading the video…"):
-            video_id = _video_id(store, upload, stored)
-            result = import_video_frames(store, video_id, every=every, count=count, split=split,
-                                         min_change=int(min_change))
-    except ValueError as exc:
-        st.error(str(exc))
+        _start(store, upload, stored, every, count, split, int(min_change))
         return
-    frame_import_report(result)
+    show_flash("frames_flash")
+    if runs:
+        _last(store, runs[0])

@@ -3,7 +3,9 @@ function in its own process.
 
 :mod:`.machinery` holds what every kind shares (rows, worker processes, the device queue,
 stop / resume, dispatch); each kind is a module of named steps: :mod:`.train`, :mod:`.track`,
-:mod:`.evaluate`, :mod:`.prelabel`. The CLI runs the very same job functions in the foreground.
+:mod:`.evaluate`, :mod:`.prelabel`, :mod:`.frames` (frames of a video into the dataset). After a
+tracking run, :mod:`.tolabel` finds the frames where tracking broke. The CLI runs the very same
+job functions in the foreground.
 """
 
 from ..lazy import lazy_getattr
@@ -18,6 +20,7 @@ _KINDS = {
               "tracking_settings"),
     "evaluate": ("cached_evaluation", "create_evaluation_run", "evaluation_settings", "run_evaluation"),
     "prelabel": ("create_prelabel_run", "prelabel_settings", "run_prelabel", "uncertainty"),
+    "frames": ("create_frames_run", "frame_import_of", "frames_settings", "run_frames"),
     "tolabel": ("find_frames_to_label", "frames_to_label_of", "import_run_frames", "tracker_suggestions"),
 }
 _WHERE = {name: kind for kind, names in _KINDS.items() for name in names}

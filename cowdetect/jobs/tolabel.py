@@ -133,11 +133,12 @@ def tracker_suggestions(store: Store, run_id: int, frames: Sequence[int]) -> dic
     return out
 
 
-def import_run_frames(store: Store, run_id: int, frames: Sequence[int] | None = None, split: str = "unassigned"
-                      ) -> FrameImport:
+def import_run_frames(store: Store, run_id: int, frames: Sequence[int] | None = None, split: str = "unassigned",
+                      progress: Any = None) -> FrameImport:
     """Add frames of tracking run ``run_id``'s video to the dataset (default: every frame it found
     worth labeling), each with the tracker's boxes as suggestions (source 'tracker, run N');
-    returns a :class:`cowdetect.frames.FrameImport`."""
+    returns a :class:`cowdetect.frames.FrameImport`. ``progress`` as for
+    :func:`cowdetect.frames.import_frames`."""
     from ..frames import import_frames
 
     run = store.run(run_id)
@@ -145,4 +146,4 @@ def import_run_frames(store: Store, run_id: int, frames: Sequence[int] | None = 
     if not chosen:
         raise ValueError(f"run {run_id}: no frames to add (it found none worth labeling)")
     return import_frames(store, run.params["video_id"], tracker_suggestions(store, run_id, chosen),
-                         source=f"tracker, run {run_id}", run_id=run_id, split=split)
+                         source=f"tracker, run {run_id}", run_id=run_id, split=split, progress=progress)
