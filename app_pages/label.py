@@ -36,11 +36,8 @@ st.caption(f"Image {editor.position + 1} of {total} · **{states['labeled']} of 
            f"{states['suggested']} suggested, {states['unlabeled']} unlabeled · "
            f"{record.original_name or record.sha256[:12]} · {record.width}×{record.height} px · {record.split} · "
            f"**{editor.state}**{by}" + (f" · {record.source_text}" if record.source_text else ""))
-if editor.news == "reloaded":
-    st.info("Another session saved this image: showing its boxes.")
-elif editor.news == "stale":
-    st.warning("Another session saved this image since you opened it: your view is stale. Save to replace "
-               "their boxes with yours (the later save wins), or Revert to see theirs.")
+if editor.news in ("reloaded", "stale"):
+    (st.info if editor.news == "reloaded" else st.warning)(ui.NEWS[editor.news])
 
 left, side = st.columns([4, 1])
 with left:  # the canvas gets the part of the image in view, at its own size (ui/zoom.py)
@@ -75,7 +72,8 @@ buttons = st.columns(7)
 buttons[0].button("Save", type="primary", shortcut="S", key=f"save-{here}", on_click=editor.save,
                   args=(current, here, editor.version))
 buttons[1].button("Accept all", shortcut="A", key=f"accept-{here}", on_click=editor.save,
-                  args=(current, here, editor.version, targets["unlabeled"]), help="Save and go to the next to label")
+                  args=(current, here, editor.version, targets["unlabeled"]), help="Save and go to the next to label",
+                  disabled=not any(b["suggested"] for b in current))  # S saves an image with no cow
 if buttons[2].button("Suggest boxes", shortcut="G", key=f"suggest-{here}"):
     box, model_label = ui.detector_for(store, "active")
     try:

@@ -123,6 +123,26 @@ class _EverySampler:
         return True
 
 
+class _Watched:
+    """A ``wanted`` predicate that also reports progress for every decoded frame (on the decode
+    thread), so a stop is seen within a second even when kept frames are minutes apart. When
+    ``progress`` says stop, the next frame is delivered at once and :meth:`stops` tells the
+    importing loop to end there."""
+
+    def __init__(self, wanted: Callable[[int, float], bool], progress: Progress | None, total: int) -> None:
+        self.wanted, self.progress, self.total = wanted, progress, total
+        self.stop_at: int | None = None  # the frame index at which a stop was asked
+
+    def __call__(self, index: int, time: float) -> bool:
+        if self.stop_at is None and self.progress is not None and self.progress(index + 1, self.total) is False:
+            self.stop_at = index
+        return self.stop_at is not None or self.wanted(index, time)
+
+    def stops(self, index: int) -> bool:
+        """Whether the importing loop ends at this frame (frames decoded before the stop are kept)."""
+        return self.stop_at is not None and index >= self.stop_at
+
+
 class _Importer:
     """Stores frames of one video and keeps the tally (ids kept, skips and why, last kept hash)."""
 
@@ -184,7 +204,7 @@ def import_video_frames(store: Store, video_id: int, every: float | None = None,
         split: the split the new images go to.
         min_change: skip a frame whose 64-bit perceptual hash differs from the last kept
             frame's in fewer bits than this (0 keeps every sampled frame).
-        progress: ``progress(frames decoded, frames in the video or 0)`` after each sampled
+        progress: ``progress(frames decoded, frames in the video or 0)`` after each decoded
             frame; return False to stop (what was stored stays).
 
     Returns:
@@ -198,17 +218,18 @@ def import_video_frames(store: Store, video_id: int, every: float | None = None,
     check_settings(every, count, split, min_change)
     video = store.video(video_id)
     sampler = _EverySampler(DEFAULT_EVERY, None)
-    reader = VideoReader(video.path, wanted=sampler)  # probes the file once; decoding starts with the loop
+    watched = _Watched(sampler, progress, 0)
+    reader = VideoReader(video.path, wanted=watched)  # probes the file once; decoding starts with the loop
     sampler.every, sampler.limit, note = plan_sampling(reader.info, every, count)
-    limit = sampler.limit
+    watched.total, limit = reader.info.frames, sampler.limit
     importer, stopped, kept = _Importer(store, video, split, min_change), False, 0
     try:
         for frame in reader:
-            importer.take(frame)
-            kept += 1
-            if progress is not None and progress(reader.frames_read, reader.info.frames) is False:
+            if watched.stops(frame.index):
                 stopped = True
                 break
+            importer.take(frame)
+            kept += 1
             if limit is not None and kept >= limit:
                 break
     finally:
@@ -256,8 +277,8 @@ def import_frames(store: Store, video_id: int, frames: Mapping[int, Detections |
         source: what made the boxes ('tracker, run 12'); needed when any are given.
         run_id: the run that made them, recorded with the suggestions.
         split: the split the new images go to.
-        progress: ``progress(frames decoded, last wanted index + 1)`` after each wanted frame;
-            return False to stop (what was stored stays, ``stopped`` is True).
+        progress: ``progress(frames decoded, last wanted index + 1)`` after each decoded frame
+            (on the decoding thread); return False to stop (what was stored stays, ``stopped``).
 
     Frames already imported are reused (listed in ``skipped`` with their image id, and kept in
     ``images``); their suggestions are replaced unless the image is labeled. Near-duplicates
@@ -269,24 +290,26 @@ def import_frames(store: Store, video_id: int, frames: Mapping[int, Detections |
     """
     check_split(split)
     video = store.video(video_id)
-    reader = VideoReader(video.path, wanted=lambda index, _time: index in frames)
+    watched = _Watched(lambda index, _time: index in frames, progress, 0)
+    reader = VideoReader(video.path, wanted=watched)
     try:
         _check_wanted(frames, reader.info, source, video.id)
     except ValueError:
         reader.close()
         raise
+    watched.total = max(frames) + 1
     importer, last, seen, stopped = _Importer(store, video, split, 0), max(frames), set(), False
     try:
         for frame in reader:
+            if watched.stops(frame.index):
+                stopped = True
+                break
             seen.add(frame.index)
             record = importer.take(frame, near_duplicates=False)
             boxes = frames[frame.index]
             if record is not None and boxes is not None:
                 _suggest(store, importer, record, frame.index, boxes, str(source), run_id)
             if frame.index >= last:
-                break
-            if progress is not None and progress(reader.frames_read, last + 1) is False:
-                stopped = True
                 break
     finally:
         reader.close()

@@ -143,6 +143,18 @@ def job_store_small(tmp_path: Path) -> Store:
     return s
 
 
+def wait_for(predicate, timeout: float = 240.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns something true (returned), failing after ``timeout`` s."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def statuses_until_done(store: Store, run_id: int, timeout: float = 120.0) -> list[str]:
     """The statuses a background run passes through, in order, waiting (polling) until it is done.
     Fails at once on any status but queued / running before done, and after ``timeout`` seconds."""

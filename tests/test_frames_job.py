@@ -54,7 +54,7 @@ def test_chosen_frames_are_imported_as_they_are(store, video_id):
     assert store.image_states([r.id for r in store.images()]) == {r.id: "unlabeled" for r in store.images()}
 
 
-def test_stop_keeps_what_was_stored_and_a_resume_finishes_without_duplicates(store, video_id):
+def test_stop_then_resume_finishes_without_duplicates(store, video_id):
     run_id = jobs.create_frames_run(store, jobs.frames_settings(store, video_id, count=4, min_change=0))
 
     def stop_once_started(message: str) -> None:  # the stop comes while it imports, as from the page
@@ -62,16 +62,27 @@ def test_stop_keeps_what_was_stored_and_a_resume_finishes_without_duplicates(sto
             jobs.request_stop(store, run_id)
 
     run = jobs.run_frames(store, run_id, log=stop_once_started)
-    assert run.status == "stopped" and "resume to go on" in run.error
-    assert run.metrics["stopped"] and run.metrics["added"] == 1 and store.count_images() == 1
+    assert run.status == "stopped" and "resume to go on" in run.error and run.metrics["stopped"]
     jobs.prepare_resume(store, run_id)
     run = jobs.run_frames(store, run_id, log=quiet)
     assert run.status == "done" and not run.metrics["stopped"]
-    frames = [r.frame_index for r in store.images()]
-    assert frames == [0, 5, 10, 15]  # each frame once
-    # the whole run's count; the frame it stored before the stop is not "skipped, already imported"
+    assert [r.frame_index for r in store.images()] == [0, 5, 10, 15]  # each frame once
     assert run.metrics["added"] == 4 and run.metrics["skipped"] == []
     assert sorted(run.metrics["images"]) == [r.id for r in store.images()]
+
+
+def test_a_pass_killed_before_writing_its_counts_is_still_counted(store, video_id):
+    """kill -9 after two frames were stored, before the pass wrote any count: the resumed run counts
+    them as its own (from the store), and does not list them as "already imported"."""
+    from cowdetect.frames import import_video_frames
+
+    run_id = jobs.create_frames_run(store, jobs.frames_settings(store, video_id, count=4, min_change=0))
+    store.update_run(run_id, metrics={"after_image": 0}, status="interrupted")  # as the killed pass left it
+    import_video_frames(store, video_id, count=2, min_change=0)  # what the killed pass had stored: frames 0, 10
+    jobs.prepare_resume(store, run_id)
+    run = jobs.run_frames(store, run_id, log=quiet)
+    assert run.status == "done" and [r.frame_index for r in store.images()] == [0, 10, 5, 15]
+    assert run.metrics["added"] == 4 and run.metrics["skipped"] == []
 
 
 def test_from_run_adds_the_frames_where_tracking_broke_with_the_trackers_boxes(video_store):

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conftest import wait_for
 from cowdetect import jobs
 from cowdetect.demo import make_demo
 from cowdetect.store import Store
@@ -20,16 +21,6 @@ def job_store(tmp_path) -> Store:
     store = Store(tmp_path / "data")
     make_demo(store, n_train=6, n_val=2, n_test=2, seed=3, size=(128, 96), video=False)
     return store
-
-
-def wait_for(predicate, timeout: float = 240.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def settings(store: Store, **kw):

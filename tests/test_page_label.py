@@ -92,7 +92,7 @@ def test_stale_view_across_two_sessions(two_sizes, monkeypatch):
     draw(alice, 1, [(90, 45, 180, 135)], scale=0.45, natural=(1600, 1200))
     click(alice, "Save")
     bob.run()  # bob had no unsaved edits: his view reloads with alice's box and he is told
-    assert "Another session saved this image" in bob.info[0].value and "1 boxes" in bob.caption[1].value
+    assert "another session saved it" in bob.info[0].value and "1 boxes" in bob.caption[1].value
     draw(alice, 1, [(0, 0, 45, 45)], scale=0.45, natural=(1600, 1200))  # alice edits, unsaved
     two_sizes.set_boxes(1, Detections.from_names([[1, 1, 9, 9]], ["cow"], two_sizes.class_names()))  # someone saves
     alice.run()

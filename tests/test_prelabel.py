@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from conftest import add_tiny_model, open_page
+from conftest import add_tiny_model, open_page, wait_for
 from cowdetect import jobs
 from cowdetect.demo import make_demo
 from cowdetect.jobs import prelabel
@@ -48,16 +47,6 @@ def pre_store(tmp_path) -> Store:
 def refusing_store(tmp_path_factory) -> Store:
     """The same folder, shared by the bad-input cases: each checks that nothing was stored."""
     return make_store(tmp_path_factory.mktemp("refusing"))
-
-
-def wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 UNCERTAINTY = [

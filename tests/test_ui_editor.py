@@ -144,6 +144,22 @@ def test_an_unlabeled_image_opens_with_its_stored_suggestions(images):
     assert opened(images, image_id=2).boxes == [cow(4.0, 4.0, 20.0, 20.0)]
 
 
+def test_suggestions_arriving_while_the_image_is_open_reload_it_or_flag_it_stale(images):
+    """A pre-label job stores suggestions for the image being shown: an untouched view shows them
+    (never 'dirty' with boxes it does not draw); a view with unsaved boxes is told it is stale."""
+    found = Detections.from_names([[30, 10, 50, 40]], ["cow"], images.class_names(), score=[0.9])
+    editor = opened(images, image_id=1)
+    assert editor.boxes == [] and not editor.update(None) and not editor.dirty
+    images.set_suggestions(1, found, "cow-ft (#3)")
+    editor.open(None)
+    assert editor.news == "reloaded" and editor.boxes == [cow(30.0, 10.0, 50.0, 40.0, suggested=True)]
+    assert not editor.dirty
+    editor.update([cow(30.0, 10.0, 50.0, 40.0, suggested=True), cow(1.0, 1.0, 9.0, 9.0)])  # drew one
+    images.set_suggestions(1, found[:0], "other (#4)")
+    editor.open(None)
+    assert editor.news == "stale" and len(editor.boxes) == 1  # the drawing stays; the canvas is not redrawn
+
+
 def test_next_unlabeled_follows_the_order_asked(images):
     images.set_suggestions(4, Detections.empty(images.class_names(), scored=True), "m", uncertainty=0.9)
     images.set_suggestions(3, Detections.empty(images.class_names(), scored=True), "m", uncertainty=0.2)

@@ -22,7 +22,7 @@ from cowdetect.cli import data_dir_default
 from cowdetect.store import Store
 
 from .canvas import NEW_COLOR, SAVED_COLOR, SUGGESTED_COLOR, boxes_to_objects, canvas_boxes, canvas_size
-from .editor import LabelEditor, box_iou
+from .editor import NEWS, LabelEditor, box_iou
 from .images import image_uri, labeled_thumbnail, thumbnail, thumbnail_uri
 from .models import (active_model_note, detector_for, detectron2_id, effort_section, effort_table, latest_result,
                      model_choices, worst_first)
@@ -39,7 +39,7 @@ __all__ = [
     "active_model_note", "box_iou", "boxes_to_objects", "canvas_boxes", "canvas_size", "coco_images",
     "compare_tracks", "comparison_table", "data_dir", "detector_for", "detectron2_id", "effort_section",
     "effort_table", "flash", "follow_run", "frames_from_video", "image_uri", "import_report", "labeled_thumbnail",
-    "LabelEditor", "latest_result", "launch", "loss_charts", "model_choices", "model_picker", "model_table",
+    "LabelEditor", "NEWS", "latest_result", "launch", "loss_charts", "model_choices", "model_picker", "model_table",
     "move_button", "MOVES", "NEW_COLOR", "overview", "per_image_table", "pr_curves", "prelabel_panel",
     "progress_bar", "results_table", "resume_run", "run_picker", "SAVED_COLOR", "show_flash",
     "start_demo_generation", "store", "SUGGESTED_COLOR", "thumbnail", "thumbnail_grid", "thumbnail_uri",

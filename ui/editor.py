@@ -16,6 +16,13 @@ from cowdetect.store import ImageRecord, Store, SuggestionSet
 
 from .zoom import Viewport
 
+# What the Label page says when the store changed under an open image (``LabelEditor.news``).
+NEWS = {"reloaded": "This image changed in the store (another session saved it, or new suggestions came): "
+                    "showing it as stored now.",
+        "stale": "This image changed in the store since you opened it (another session saved it, or new "
+                 "suggestions came): your view is stale. Save to replace it with yours (the later save wins), or "
+                 "Revert to see the stored one."}
+
 # A model's box this close to one already drawn repeats it and is not suggested.
 SUGGESTION_IOU = 0.5
 
@@ -119,12 +126,14 @@ class LabelEditor:
             self.image_id = record.id
         self.record = record
         self.saved = stored_boxes(self.store, record.id)
+        opened_with = self.baseline
         self._read_suggestions()
         self.stored_version = self.store.version(record.id)
         self.position = self.store.image_index(record.id, split)
         if self.loaded_id != record.id:
             self.load()
-        elif self.stored_version != self.version:
+        elif self.stored_version != self.version or self.baseline != opened_with:
+            # another session saved it, or new suggestions came (a pre-label job, another Suggest)
             if self.boxes == self.saved or not self.dirty:
                 self.load()
                 self.news = "reloaded"

@@ -103,22 +103,22 @@ def _import(store: Store, settings: dict[str, Any], progress: Progress) -> Frame
     return import_run_frames(store, run_id, settings["frames"], settings["split"], progress)
 
 
-def _added_frames(store: Store, result: FrameImport) -> set[int]:
-    """Indexes of the frames ``result``'s pass stored anew (kept, and not listed as skipped)."""
-    skipped = {s["frame"] for s in result.skipped}
-    records = (store.image(i) for i in result.images)
-    return {r.frame_index for r in records if r.video_id == result.video_id and r.frame_index not in skipped}
+def _mine(store: Store, video_id: int, after_image: int) -> set[int]:
+    """Frame indexes of ``video_id`` stored as images newer than image ``after_image``: what this
+    run stored, over all its passes (imports of one video never run at once: see DEVICE)."""
+    with store.connect() as conn:
+        rows = conn.execute("SELECT frame_index FROM images WHERE video_id = ? AND id > ?",
+                            (int(video_id), int(after_image))).fetchall()
+    return {int(r[0]) for r in rows}
 
 
-def _metrics(store: Store, earlier: dict[str, Any], result: FrameImport) -> dict[str, Any]:
-    """The run's metrics after a pass: ``result.as_dict()``, counting what earlier passes of this
-    run (stopped, then resumed) added, and not listing those frames again as already imported."""
-    mine = set(earlier.get("added_frames", []))
+def _metrics(store: Store, after_image: int, result: FrameImport) -> dict[str, Any]:
+    """The run's metrics after a pass: ``result.as_dict()``, with ``added`` counted from the store
+    (so a pass killed before it could write its counts is still counted) and the frames this run
+    stored in an earlier pass not listed again as "already imported"."""
+    mine = _mine(store, result.video_id, after_image)
     skipped = [s for s in result.skipped if not (s["frame"] in mine and s["reason"].startswith("already imported"))]
-    metrics = {**result.as_dict(), "added": earlier.get("added", 0) + result.added, "skipped": skipped}
-    if result.stopped:  # only a stopped run is resumed: remember which frames it stored itself
-        metrics["added_frames"] = sorted(mine | _added_frames(store, result))
-    return metrics
+    return {**result.as_dict(), "added": len(mine), "skipped": skipped, "after_image": after_image}
 
 
 def run_frames(store: Store, run_id: int, log: Log | None = None) -> RunRecord:
@@ -133,10 +133,15 @@ def run_frames(store: Store, run_id: int, log: Log | None = None) -> RunRecord:
     with recorded(store, run_id):
         what = f"{len(settings['frames'])} chosen frames" if settings["frames"] else "frames"
         log(f"run {run_id}: importing {what} of video {settings['video_id']} ({settings['video_name']})")
+        after_image = run.metrics.get("after_image")
+        if after_image is None:  # the first pass: images newer than this one are this run's
+            with store.connect() as conn:
+                after_image = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM images").fetchone()[0])
+            store.update_run(run_id, metrics={"after_image": after_image})
         ticker = Ticker(store, run_id)
         result = _import(store, settings, lambda done, total: not ticker.due(done, total)
                          or ticker.report(done, total))
-        metrics = _metrics(store, run.metrics, result)
+        metrics = _metrics(store, after_image, result)
         if result.stopped:
             store.update_run(run_id, status="stopped", iteration=result.frames_read, metrics=metrics,
                              finished_at=now(), error=f"stopped after {result.frames_read} frames; resume to go on")
