@@ -111,7 +111,7 @@ class Viewport:
         x1, y1 = rect["left"] / s + self.x0, rect["top"] / s + self.y0
         x2, y2 = x1 + rect["width"] / s, y1 + rect["height"] / s
         x1, y1, x2, y2 = max(0.0, x1), max(0.0, y1), min(float(self.width), x2), min(float(self.height), y2)
-        if x2 - x1 < 1 or y2 - y1 < 1:
+        if x2 - x1 < 0.99 or y2 - y1 < 0.99:  # 0.99: a stored 1 px box survives the canvas's float rounding
             return None
         return [round(v, 2) for v in (x1, y1, x2, y2)]
 
