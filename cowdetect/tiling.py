@@ -18,8 +18,6 @@ import re
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
-from torchvision.ops import batched_nms
 
 from .detections import Detections
 
@@ -210,6 +208,9 @@ def merge(whole: Detections, tiles: Sequence[tuple[Detections, np.ndarray]], iou
         seam = seam[kept]
     rows = np.concatenate([np.flatnonzero(whole_ok), seam])
     xyxy, cls, score, part = xyxy[rows], cls[rows], score[rows], part[rows]
+    import torch  # here, not at the top: the CLI reads this module's grammar without loading torch
+    from torchvision.ops import batched_nms
+
     keep = batched_nms(torch.from_numpy(xyxy), torch.from_numpy(score), torch.from_numpy(cls), iou).numpy()
     keep = keep[:limit * 3]  # nothing past these can make the best `limit`
     ios = _ios(xyxy[keep], xyxy[keep])

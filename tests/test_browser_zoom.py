@@ -37,7 +37,7 @@ def served(tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
     store = Store(tmp_path_factory.mktemp("browser-zoom") / "data")
-    big = store.add_image(encode_image(frame(), "PNG"), "frame-4k.png")[0]
+    big = store.add_image(encode_image(frame(), "JPEG", 95), "frame-4k.jpg")[0]  # as import-video stores frames
     rgb = np.full((360, 640, 3), 120, np.uint8)
     small = store.add_image(encode_image(rgb, "PNG"), "suggested.png")[0]
     store.set_suggestions(small.id, Detections.from_names(SUGGESTED, ["cow"] * 2, store.class_names(),

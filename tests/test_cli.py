@@ -315,3 +315,14 @@ def test_import_video_from_run_adds_the_frames_where_tracking_broke(video_store,
     assert result["added"] == len(wanted) and result["suggested"] == len(wanted)
     assert sorted(video_store.image(i).frame_index for i in result["images"]) == wanted
     assert set(video_store.image_states(result["images"]).values()) == {"suggested"}
+
+
+def test_commands_without_a_model_do_not_load_torch(tmp_path):
+    """Building the parser reads every command's arguments (the tiles grammar too): none of that
+    may import torch, or every `runs`, `import-video` and frame-import worker pays ~5 s for it."""
+    code = ("import sys; from cowdetect.cli import main; "
+            f"main(['runs', '--data-dir', {str(tmp_path / 'data')!r}]); "
+            "sys.exit(int('torch' in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 0, "torch was imported: " + done.stderr[-500:]
