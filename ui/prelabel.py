@@ -8,7 +8,7 @@ import streamlit as st
 from cowdetect import jobs
 from cowdetect.store import SPLITS, RunRecord, Store
 
-from .runs import follow_run, launch, resume_run
+from .runs import follow_run, resume_run, start_run
 from .widgets import model_picker, show_flash, tiles_picker
 
 ALL = "all unlabeled images"
@@ -44,14 +44,9 @@ def prelabel_panel(store: Store, key: str = "prelabel") -> None:
         follow_run(store, running.id, "image", label=f"{running.params['model_label']}: ", key="prelabel")
         return
     if st.button("Pre-label", type="primary", key=f"{key}_start"):
-        try:
-            settings = jobs.prelabel_settings(store, model, None if target == ALL else target, target == ALL,
-                                              threshold, tiles=tiles)
-        except ValueError as exc:
-            st.error(str(exc))
-            return
-        launch(store, jobs.create_prelabel_run, settings)
-        st.rerun()
+        start_run(store, lambda: jobs.prelabel_settings(store, model, None if target == ALL else target,
+                                                        target == ALL, threshold, tiles=tiles),
+                  jobs.create_prelabel_run)
     show_flash("prelabel_flash")
     if runs:
         _last(store, runs[0])

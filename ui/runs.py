@@ -24,6 +24,19 @@ def launch(store: Store, create: Callable[[Store, dict[str, Any]], int], setting
     return run_id
 
 
+def start_run(store: Store, settings_of: Callable[[], dict[str, Any]],
+              create: Callable[[Store, dict[str, Any]], int]) -> None:
+    """A start button's action: check the settings (``settings_of`` raises ValueError: shown as one
+    line, nothing queued), queue the run and start its worker (:func:`launch`), draw the page anew."""
+    try:
+        settings = settings_of()
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    launch(store, create, settings)
+    st.rerun()
+
+
 def run_picker(runs: Sequence[RunRecord], remember: str, describe: Callable[[RunRecord], str]) -> int:
     """A selectbox of ``runs`` (newest first) starting at the id kept in session state under
     ``remember`` (the run this session started last); returns the chosen id."""
@@ -144,13 +157,8 @@ def to_label_section(store: Store, run: RunRecord) -> None:
         return
     if st.button(f"Add {len(chosen)} frames to the dataset", type="primary", disabled=not chosen,
                  key=f"tolabel-add-{run.id}"):
-        try:
-            settings = jobs.frames_settings(store, run.params["video_id"], from_run=run.id, frames=chosen)
-        except ValueError as exc:
-            st.error(str(exc))
-            return
-        launch(store, jobs.create_frames_run, settings)
-        st.rerun()
+        start_run(store, lambda: jobs.frames_settings(store, run.params["video_id"], from_run=run.id, frames=chosen),
+                  jobs.create_frames_run)
     show_flash("tolabel_flash")
     if imports:
         _frames_added(store, imports[0])
