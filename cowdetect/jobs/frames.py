@@ -103,20 +103,12 @@ def _import(store: Store, settings: dict[str, Any], progress: Progress) -> Frame
     return import_run_frames(store, run_id, settings["frames"], settings["split"], progress)
 
 
-def _mine(store: Store, video_id: int, after_image: int) -> set[int]:
-    """Frame indexes of ``video_id`` stored as images newer than image ``after_image``: what this
-    run stored, over all its passes (imports of one video never run at once: see DEVICE)."""
-    with store.connect() as conn:
-        rows = conn.execute("SELECT frame_index FROM images WHERE video_id = ? AND id > ?",
-                            (int(video_id), int(after_image))).fetchall()
-    return {int(r[0]) for r in rows}
-
-
 def _metrics(store: Store, after_image: int, result: FrameImport) -> dict[str, Any]:
     """The run's metrics after a pass: ``result.as_dict()``, with ``added`` counted from the store
     (so a pass killed before it could write its counts is still counted) and the frames this run
     stored in an earlier pass not listed again as "already imported"."""
-    mine = _mine(store, result.video_id, after_image)
+    # imports of one video never run at once (see DEVICE): the newer frames are this run's
+    mine = store.frames_added_since(result.video_id, after_image)
     skipped = [s for s in result.skipped if not (s["frame"] in mine and s["reason"].startswith("already imported"))]
     return {**result.as_dict(), "added": len(mine), "skipped": skipped, "after_image": after_image}
 
@@ -135,8 +127,7 @@ def run_frames(store: Store, run_id: int, log: Log | None = None) -> RunRecord:
         log(f"run {run_id}: importing {what} of video {settings['video_id']} ({settings['video_name']})")
         after_image = run.metrics.get("after_image")
         if after_image is None:  # the first pass: images newer than this one are this run's
-            with store.connect() as conn:
-                after_image = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM images").fetchone()[0])
+            after_image = store.last_image_id()
             store.update_run(run_id, metrics={"after_image": after_image})
         ticker = Ticker(store, run_id)
         result = _import(store, settings, lambda done, total: not ticker.due(done, total)

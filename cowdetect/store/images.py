@@ -144,6 +144,17 @@ class ImagesMixin(StoreBase):
         row = self._one("SELECT * FROM images WHERE video_id = ? AND frame_index = ?", (int(video_id), int(frame_index)))
         return self._image(row) if row is not None else None
 
+    def last_image_id(self) -> int:
+        """The newest image's id (0 when there is none): images added later have larger ids."""
+        return int(self._one("SELECT COALESCE(MAX(id), 0) FROM images")[0])  # type: ignore[index]
+
+    def frames_added_since(self, video_id: int, after_image: int) -> set[int]:
+        """Frame indexes of ``video_id`` stored as images newer than image ``after_image``."""
+        with self.connect() as conn:
+            rows = conn.execute("SELECT frame_index FROM images WHERE video_id = ? AND id > ?",
+                                (int(video_id), int(after_image))).fetchall()
+        return {int(r[0]) for r in rows}
+
     def image(self, image_id: int) -> ImageRecord:
         """The image with this id; ValueError when there is none."""
         row = self._one("SELECT * FROM images WHERE id = ?", (int(image_id),))
