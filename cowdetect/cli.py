@@ -295,10 +295,11 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
 
     store = Store(args.data_dir)
     if args.resume is not None:
-        if store.run(args.resume).kind != "prelabel":
-            raise ValueError(f"run {args.resume} is not a pre-label run (its kind: {store.run(args.resume).kind})")
+        resumed = store.run(args.resume)
+        if resumed.kind != "prelabel":
+            raise ValueError(f"run {args.resume} is not a pre-label run (its kind: {resumed.kind})")
         jobs.prepare_resume(store, args.resume)
-        run_id, settings = args.resume, store.run(args.resume).params
+        run_id, settings = args.resume, resumed.params
     else:
         if args.split is None and not args.unlabeled:
             raise ValueError("which images? give --split S (its unlabeled images) or --unlabeled (every split's)")
