@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import cli_admin
+
 DEFAULT_DATA_DIR = "data"
 
 
@@ -622,6 +624,12 @@ COMMANDS: list[tuple[str, str, ArgAdder | None, Handler]] = [
     ("models", "list stored model versions and the labeling effort of their suggestions", None, cmd_models),
     ("runs", "list training and tracking runs: id, kind, status, progress, checkpoint_iteration", None, cmd_runs),
     ("worker", "run one queued job (the app starts these in the background)", add_worker_args, cmd_worker),
+    ("users", "accounts for a shared app: add NAME --role R, list, remove NAME, set-role, set-password",
+     cli_admin.add_users_args, cli_admin.cmd_users),
+    ("backup", "copy the data folder (database, images, models, runs, videos) into one .tar[.gz], also "
+     "while the app and jobs run", cli_admin.add_backup_args, cli_admin.cmd_backup),
+    ("restore", "unpack a backup into an empty data folder (--data-dir)", cli_admin.add_restore_args,
+     cli_admin.cmd_restore),
 ]
 
 

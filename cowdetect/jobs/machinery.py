@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ..accounts import RUN_ACTIONS
 from ..store import ACTIVE, RunRecord, Store, now
 
 Log = Callable[[str], None]
@@ -99,6 +100,7 @@ def request_stop(store: Store, run_id: int) -> None:
     """Ask a run to stop: it saves what it has and ends as ``stopped``. A queued run without a
     live worker is stopped at once."""
     run = store.run(run_id)
+    store.require(RUN_ACTIONS.get(run.kind, "train"))
     if run.status == "queued" and not pid_alive(run.pid):
         store.update_run(run_id, status="stopped", finished_at=now())
     elif run.status in ACTIVE:
@@ -109,6 +111,7 @@ def prepare_resume(store: Store, run_id: int) -> None:
     """Queue a stopped, failed or interrupted run again (training continues from its last checkpoint)."""
     mark_interrupted(store)
     run = store.run(run_id)
+    store.require(RUN_ACTIONS.get(run.kind, "train"))
     if run.status in ACTIVE:
         raise ValueError(f"run {run_id} is already {run.status}")
     if run.status == "done":
@@ -196,7 +199,11 @@ def install_sigterm_handler() -> None:
 
 def run_job(store: Store, run_id: int, log: Log | None = None) -> RunRecord:
     """Run any queued run by its kind (what ``python -m cowdetect worker RUN_ID`` does)."""
-    kind = store.run(run_id).kind
+    run = store.run(run_id)
+    kind = run.kind
+    # a worker acts as whoever started the run: their role was checked when it was queued, and
+    # what the job stores (a model, suggestions) is theirs in the activity log
+    store = store.as_user(store.acting_for_run(run.user))  # type: ignore[assignment]
     if kind not in RUNNERS:
         raise ValueError(f"run {run_id}: unknown kind {kind!r}; expected one of {sorted(RUNNERS)}")
     module, function = RUNNERS[kind].split(":")

@@ -10,7 +10,7 @@ Layout of a data folder (default ``./data``, or ``--data-dir`` / ``COWDETECT_DAT
     cache/detections/       per-frame detections kept by tracking runs (cowdetect.framecache)
 
 One module per table group (:mod:`.images`, :mod:`.models`, :mod:`.runs`, :mod:`.suggestions`,
-:mod:`.videos`),
+:mod:`.videos`, :mod:`.users`: accounts, the role check and the activity log),
 the schema and its migrations in :mod:`.schema`, the typed rows handed out in :mod:`.rows`.
 Each call opens its own short connection, so a Store is safe to share between threads and
 processes. Every write is one transaction: on error nothing is changed, and a file written
@@ -29,16 +29,19 @@ from .rows import (ACTIVE, RUN_STATUSES, ImageRecord, ModelRecord, ResultRecord,
 from .runs import RunsMixin, now
 from .schema import SCHEMA_VERSION
 from .suggestions import STATES, SuggestionsMixin
+from .users import UsersMixin
 from .videos import VideosMixin
 
 __all__ = ["ACTIVE", "DB_NAME", "RUN_STATUSES", "SCHEMA_VERSION", "SPLITS", "STATES", "ImageRecord", "ModelRecord",
            "ResultRecord", "RunRecord", "Store", "SuggestionSet", "VideoRecord", "check_split", "hash_dataset", "now"]
 
 
-class Store(ImagesMixin, ModelsMixin, RunsMixin, SuggestionsMixin, VideosMixin):
+class Store(ImagesMixin, ModelsMixin, RunsMixin, SuggestionsMixin, VideosMixin, UsersMixin):
     """A data folder: the SQLite database plus image, model and video files.
 
     Boxes are stored as xyxy pixels of the original image; images are decoded as RGB.
+    ``Store(data_dir, user)`` acts as ``user``: each write checks that user's role
+    (:class:`cowdetect.accounts.PermissionDenied` otherwise) and records who did it.
     """
 
     def counts(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ..accounts import User, local_user
 from .schema import migrate
 
 DB_NAME = "cowdetect.sqlite"
@@ -20,11 +21,19 @@ def sha256_hex(data: bytes) -> str:
 class StoreBase:
     """A data folder: where the database lies, how to connect, and the rule that files stay inside."""
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, user: User | None = None) -> None:
+        """``user``: who acts through this store (its role is checked by every write, its name
+        recorded in the activity log); without one, the local user (see
+        :func:`cowdetect.accounts.local_user`)."""
+        self.user = user if user is not None else local_user()
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.data_dir / DB_NAME
         migrate(self.db_path)
+
+    def as_user(self, user: User) -> "StoreBase":
+        """The same data folder, acting as ``user``."""
+        return type(self)(self.data_dir, user)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:

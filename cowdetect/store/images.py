@@ -70,6 +70,7 @@ class ImagesMixin(StoreBase):
         """Add a foreground class name (no-op when it exists)."""
         if not name or not name.strip() or name == BACKGROUND:
             raise ValueError(f"class name: expected a non-empty name, got {name!r}")
+        self.require("label")  # type: ignore[attr-defined]
         with self.connect() as conn:
             conn.execute("INSERT OR IGNORE INTO classes(name) VALUES (?)", (name.strip(),))
 
@@ -99,6 +100,7 @@ class ImagesMixin(StoreBase):
         Returns:
             (record, created)
         """
+        self.require("import")  # type: ignore[attr-defined]
         check_split(split)
         data, label, rgb = _image_bytes(source, name, array_format)
         if rgb is None:
@@ -127,8 +129,9 @@ class ImagesMixin(StoreBase):
                 video_id, frame_index, frame_time = frame if frame is not None else (None, None, None)
                 cur = conn.execute(
                     "INSERT INTO images(sha256, file, original_name, width, height, split, video_id, frame_index, "
-                    "frame_time, phash) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (sha, rel.as_posix(), name, width, height, split, video_id, frame_index, frame_time, phash))
+                    "frame_time, phash, added_by) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (sha, rel.as_posix(), name, width, height, split, video_id, frame_index, frame_time, phash,
+                     self.user.name))
                 image_id = int(cur.lastrowid)  # type: ignore[arg-type]
                 if boxes is not None:
                     self._write_boxes(conn, image_id, boxes, width, height)
@@ -229,6 +232,7 @@ class ImagesMixin(StoreBase):
         """
         if len(fractions) != 3 or any(f < 0 for f in fractions) or not sum(fractions) > 0:
             raise ValueError(f"fractions: expected three non-negative numbers (train, val, test), got {fractions}")
+        self.require("label")  # type: ignore[attr-defined]
         with self.connect() as conn:
             ids = [r[0] for r in conn.execute("SELECT id FROM images WHERE split = 'unassigned' ORDER BY id")]
         order = np.random.default_rng(seed).permutation(len(ids))
@@ -244,8 +248,10 @@ class ImagesMixin(StoreBase):
     def set_split(self, image_ids: Sequence[int], split: str) -> None:
         """Move images to a split."""
         check_split(split)
+        self.require("label")  # type: ignore[attr-defined]
         with self.connect() as conn:
             conn.executemany("UPDATE images SET split = ? WHERE id = ?", [(split, int(i)) for i in image_ids])
+            self.record("move to split", f"{len(image_ids)} images", split, conn)  # type: ignore[attr-defined]
 
     # -- boxes --------------------------------------------------------------------------
     def _write_boxes(self, conn: sqlite3.Connection, image_id: int, boxes: Detections, width: int,
@@ -269,6 +275,7 @@ class ImagesMixin(StoreBase):
         version v and gets back more than v + 1 knows another session saved in between
         (the later save wins; see :meth:`version`).
         """
+        self.require("label")  # type: ignore[attr-defined]
         record = self.image(image_id)
         with self.write_lock() as conn:
             was_labeled = bool(conn.execute("SELECT labeled FROM images WHERE id = ?", (record.id,)).fetchone()[0])
@@ -276,6 +283,7 @@ class ImagesMixin(StoreBase):
             if not was_labeled:  # the review of its suggestions; later edits of a labeled image are not
                 record_effort(conn, record.id, boxes)
             conn.execute("UPDATE images SET version = version + 1 WHERE id = ?", (record.id,))
+            self.record("save boxes", f"image #{record.id}", f"{len(boxes)} boxes", conn)  # type: ignore[attr-defined]
             return int(conn.execute("SELECT version FROM images WHERE id = ?", (record.id,)).fetchone()[0])
 
     def version(self, image_id: int) -> int:
@@ -322,7 +330,9 @@ class ImagesMixin(StoreBase):
     def delete_image(self, image_id: int) -> None:
         """Remove an image, its boxes and its file (under the write lock, so an import of the same
         bytes at the same moment either finds the row or writes the file anew)."""
+        self.require("delete")  # type: ignore[attr-defined]
         record = self.image(image_id)
         with self.write_lock() as conn:
             conn.execute("DELETE FROM images WHERE id = ?", (record.id,))
+            self.record("delete image", f"image #{record.id}", record.original_name or "", conn)  # type: ignore[attr-defined]
             record.path.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ class ModelsMixin(StoreBase):
         """
         from ..models import check_model_name
 
+        self.require("train")  # type: ignore[attr-defined]
         check_model_name(name)
         source = Path(checkpoint)
         if not source.is_file():
@@ -57,6 +58,7 @@ class ModelsMixin(StoreBase):
                 target.unlink(missing_ok=True)
                 raise
             row = conn.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
+            self.record("add model", f"#{model_id} {name}", architecture, conn)  # type: ignore[attr-defined]
         return self._model(row)
 
     def models(self) -> list[ModelRecord]:
@@ -90,29 +92,35 @@ class ModelsMixin(StoreBase):
 
     def set_active_model(self, model_id: int) -> ModelRecord:
         """Make one version the active model."""
+        self.require("manage_models")  # type: ignore[attr-defined]
         record = self.model(model_id)
         with self.connect() as conn:
             conn.execute("UPDATE models SET active = (id = ?)", (record.id,))
+            self.record("set active model", record.label, "", conn)  # type: ignore[attr-defined]
         return self.model(record.id)
 
     def rename_model(self, model_id: int, new_name: str) -> ModelRecord:
         """Rename a version (its checkpoint file is named by id and stays where it is)."""
         from ..models import check_model_name
 
+        self.require("manage_models")  # type: ignore[attr-defined]
         record = self.model(model_id)
         check_model_name(new_name)
         with self.write_lock() as conn:
             if conn.execute("SELECT 1 FROM models WHERE name = ? AND id != ?", (new_name, record.id)).fetchone():
                 raise ValueError(f"model name {new_name!r} is taken; choose another")
             conn.execute("UPDATE models SET name = ? WHERE id = ?", (new_name, record.id))
+            self.record("rename model", f"#{record.id}", f"{record.name} -> {new_name}", conn)  # type: ignore[attr-defined]
         return self.model(record.id)
 
     def delete_model(self, model_id: int) -> None:
         """Delete a version and its checkpoint file; its children keep working (parent set to none).
         Ids are never reused, so nothing can name or overwrite the deleted version's file later."""
+        self.require("delete")  # type: ignore[attr-defined]
         record = self.model(model_id)
         with self.write_lock() as conn:
             conn.execute("DELETE FROM models WHERE id = ?", (record.id,))
+            self.record("delete model", record.label, "", conn)  # type: ignore[attr-defined]
             record.checkpoint.unlink(missing_ok=True)
 
 

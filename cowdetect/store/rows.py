@@ -99,6 +99,7 @@ class RunRecord:
     started_at: str | None
     device: str | None
     metrics: dict[str, Any]
+    user: str | None = None  # who started it (an account name, or local:LOGIN)
 
     @property
     def active(self) -> bool:
@@ -146,7 +147,7 @@ def run_row(row: sqlite3.Row) -> RunRecord:
     return RunRecord(row["id"], row["kind"], json.loads(row["params"]), row["status"], row["iteration"],
                      row["total"], row["error"], row["pid"], row["model_id"], row["created_at"], row["finished_at"],
                      row["checkpoint"], row["checkpoint_iteration"], bool(row["stop_requested"]), row["started_at"],
-                     row["device"], json.loads(row["metrics"]))
+                     row["device"], json.loads(row["metrics"]), row["user"])
 
 
 def result_row(row: sqlite3.Row) -> ResultRecord:

@@ -26,13 +26,17 @@ class RunsMixin(StoreBase):
     def add_run(self, kind: str, params: dict[str, Any], total: int = 0) -> tuple[int, bool]:
         """Queue a job; returns (run id, created). An identical job still queued or running is
         returned instead of a second one (two clicks on Start make one job), atomically."""
+        from ..accounts import RUN_ACTIONS
+
+        self.require(RUN_ACTIONS.get(kind, "train"))  # type: ignore[attr-defined]
         text = json.dumps(params, sort_keys=True)
         with self.write_lock() as conn:
             for row in conn.execute("SELECT id, params FROM runs WHERE kind = ? AND status IN (?, ?)", (kind, *ACTIVE)):
                 if json.dumps(json.loads(row["params"]), sort_keys=True) == text:
                     return int(row["id"]), False
-            cur = conn.execute("INSERT INTO runs(kind, params, total, status) VALUES (?,?,?,'queued')",
-                               (kind, json.dumps(params), int(total)))
+            cur = conn.execute("INSERT INTO runs(kind, params, total, status, user) VALUES (?,?,?,'queued',?)",
+                               (kind, json.dumps(params), int(total), self.user.name))
+            self.record(f"start {kind} run", f"run #{cur.lastrowid}", "", conn)  # type: ignore[attr-defined]
             return int(cur.lastrowid), True  # type: ignore[arg-type]
 
     def update_run(self, run_id: int, **fields: Any) -> None:
@@ -118,6 +122,7 @@ class RunsMixin(StoreBase):
                    model_id: int | None = None, tiles: str = "off") -> int:
         """Keep an evaluation result of a stored version (``model_id``) or of a model that is not
         stored (``model_id`` None: the pretrained detector, a checkpoint file), named by ``model_label``."""
+        self.require("evaluate")  # type: ignore[attr-defined]
         with self.connect() as conn:
             cur = conn.execute("INSERT INTO results(model_id, model_label, split, dataset_hash, metrics, tiles) "
                                "VALUES (?,?,?,?,?,?)", (model_id, model_label, split, dataset_hash,

@@ -181,6 +181,31 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX label_effort_model ON label_effort(model_id, source);
     """,
+    # 6: a shared server. Accounts with a role (cowdetect.accounts), who did what (activity; a run
+    # and an image remember who started / added it), and a few settings (the last backup).
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'labeler', 'trainer', 'admin')),
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE activity (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+        user TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    ALTER TABLE runs ADD COLUMN user TEXT;
+    ALTER TABLE images ADD COLUMN added_by TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -52,6 +52,7 @@ class SuggestionsMixin(StoreBase):
         image's edge (models' and trackers' often do) is clipped to it, one left under 1 px
         dropped. Ground truth is not touched. Returns how many boxes were stored (0 is a valid
         set: the model found nothing)."""
+        self.require("label")  # type: ignore[attr-defined]
         if not source:
             raise ValueError("source: expected what made the suggestions, got an empty name")
         record = self.image(image_id)  # type: ignore[attr-defined]

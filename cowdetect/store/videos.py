@@ -17,6 +17,7 @@ class VideosMixin(StoreBase):
         """Store a video file's bytes (and MOTChallenge ground-truth text); returns the record and
         a sentence saying what was done: added; already stored; or already stored and its
         ground truth attached or replaced by the one given. Atomic across processes."""
+        self.require("import")  # type: ignore[attr-defined]
         sha = sha256_hex(data)
         rel = Path("videos") / f"{sha}{Path(name).suffix.lower() or '.mp4'}"
         gt_rel = Path("videos") / f"{sha}.gt.txt"
@@ -33,6 +34,7 @@ class VideosMixin(StoreBase):
                                    "gt_file) VALUES (?,?,?,?,?,?,?,?)", (sha, rel.as_posix(), name, width, height, fps,
                                    frames, gt_rel.as_posix() if ground_truth is not None else None))
                 row = conn.execute("SELECT * FROM videos WHERE id = ?", (cur.lastrowid,)).fetchone()
+                self.record("import video", f"video #{cur.lastrowid}", name, conn)  # type: ignore[attr-defined]
             except BaseException:  # a full disk, a kill: no file without its row
                 for path in written:
                     path.unlink(missing_ok=True)

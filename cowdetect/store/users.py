@@ -1,0 +1,176 @@
+"""Accounts, the role check every write goes through, the activity log and a few settings."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from ..accounts import (ACTIONS, PermissionDenied, User, check_name, check_role, hash_password, hash_stamp,
+                        password_matches, read_session, session_secret, sign_session)
+from .base import StoreBase
+
+# an Argon2 hash of a random password: checked when a login names no account, so a wrong user
+# name costs as long as a wrong password (the time taken does not tell which names exist)
+_DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$L4mCJ4BRAut9IQ0HzE+B3A$tWBkSi7ftt1LgnGgTqUoP9MvfT8paXFQNzlXJsoQA08"
+
+
+class UsersMixin(StoreBase):
+    """Who may do what (:meth:`require`), who did what (:meth:`activity`), and the accounts."""
+
+    # -- the check and the log ----------------------------------------------------------
+    def require(self, action: str) -> None:
+        """Raise :class:`PermissionDenied` unless this store's user may do ``action``."""
+        if not self.user.may(action):
+            raise PermissionDenied(f"{self.user.name} ({self.user.role}) may not {action.replace('_', ' ')}: "
+                                   f"that needs the {ACTIONS[action]} role or higher")
+
+    def record(self, action: str, target: str = "", detail: str = "",
+               conn: sqlite3.Connection | None = None) -> None:
+        """Add a line to the activity log as this store's user (inside ``conn``'s transaction when given,
+        so the line and the change it describes are committed together)."""
+        sql = "INSERT INTO activity(user, action, target, detail) VALUES (?,?,?,?)"
+        args = (self.user.name, action, str(target)[:200], str(detail)[:500])
+        if conn is not None:
+            conn.execute(sql, args)
+            return
+        with self.connect() as own:
+            own.execute(sql, args)
+
+    def activity(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` lines of the activity log: at (UTC), user, action, target, detail."""
+        with self.connect() as conn:
+            rows = conn.execute("SELECT at, user, action, target, detail FROM activity ORDER BY id DESC LIMIT ?",
+                                (int(limit),)).fetchall()
+        return [dict(r) for r in rows]
+
+    # -- accounts -----------------------------------------------------------------------
+    def has_accounts(self) -> bool:
+        """Whether any account exists (then the app asks everyone to log in)."""
+        return self._one("SELECT 1 FROM users LIMIT 1") is not None
+
+    def has_admin(self) -> bool:
+        """Whether an admin account exists (serving on the network needs one)."""
+        return self._one("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1") is not None
+
+    def users(self) -> list[dict[str, Any]]:
+        """Accounts (name, role, created_at), never their hashes. Admin only."""
+        self.require("users")
+        with self.connect() as conn:
+            return [dict(r) for r in conn.execute("SELECT name, role, created_at FROM users ORDER BY name")]
+
+    def add_user(self, name: str, role: str, password: str) -> None:
+        """Create an account. Admin only — except the first account, which must be an admin's and
+        may be made by whoever can already write the data folder (this store's user)."""
+        check_name(name)
+        check_role(role)
+        if self.has_accounts() or role != "admin":
+            self.require("users")
+        password_hash = hash_password(password)
+        with self.write_lock() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise ValueError(f"user {name!r} exists already")
+            conn.execute("INSERT INTO users(name, role, password_hash) VALUES (?,?,?)", (name, role, password_hash))
+            self.record("add user", name, role, conn)
+        # the database now holds password hashes: only the app's own OS user may read it
+        for path in self.data_dir.glob(self.db_path.name + "*"):
+            path.chmod(0o600)
+
+    def set_role(self, name: str, role: str) -> None:
+        """Change an account's role. Admin only; the last admin cannot be demoted."""
+        self.require("users")
+        check_role(role)
+        with self.write_lock() as conn:
+            old = self._role_of(conn, name)
+            if old == "admin" and role != "admin" and self._admins(conn) == 1:
+                raise ValueError(f"user {name!r} is the last admin; make another admin first")
+            conn.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
+            self.record("set role", name, f"{old} -> {role}", conn)
+
+    def set_password(self, name: str, password: str) -> None:
+        """Change a password (an admin's, or the user's own); their other sessions end."""
+        if name.lower() != self.user.name.lower():
+            self.require("users")
+        password_hash = hash_password(password)
+        with self.write_lock() as conn:
+            self._role_of(conn, name)
+            conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
+            self.record("set password", name, "", conn)
+
+    def remove_user(self, name: str) -> None:
+        """Delete an account (its sessions end; the activity log keeps its name). Admin only; the
+        last admin stays while other accounts exist, so someone can still manage them."""
+        self.require("users")
+        with self.write_lock() as conn:
+            role = self._role_of(conn, name)
+            others = int(conn.execute("SELECT COUNT(*) FROM users WHERE name != ?", (name,)).fetchone()[0])
+            if role == "admin" and self._admins(conn) == 1 and others:
+                raise ValueError(f"user {name!r} is the last admin and {others} other accounts exist; "
+                                 f"make another admin first")
+            conn.execute("DELETE FROM users WHERE name = ?", (name,))
+            self.record("remove user", name, role, conn)
+
+    def _role_of(self, conn: sqlite3.Connection, name: str) -> str:
+        row = conn.execute("SELECT role FROM users WHERE name = ?", (str(name),)).fetchone()
+        if row is None:
+            raise ValueError(f"user {str(name)[:80]!r}: no such account")
+        return str(row[0])
+
+    @staticmethod
+    def _admins(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT COUNT(*) FROM users WHERE role = 'admin'").fetchone()[0])
+
+    def account(self, name: str) -> User | None:
+        """The account called ``name`` as a :class:`User`, or None."""
+        row = self._one("SELECT name, role FROM users WHERE name = ?", (str(name),))
+        return User(row["name"], row["role"]) if row else None
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The account when ``password`` is right, else None (the same for an unknown name)."""
+        row = self._one("SELECT name, role, password_hash FROM users WHERE name = ?", (str(name)[:200],))
+        ok = password_matches(row["password_hash"] if row else _DUMMY_HASH, password)
+        return User(row["name"], row["role"]) if row and ok else None
+
+    def session_token(self, user: User) -> str:
+        """A signed login token for an account (see :func:`cowdetect.accounts.sign_session`)."""
+        row = self._one("SELECT password_hash FROM users WHERE name = ?", (user.name,))
+        if row is None:
+            raise ValueError(f"user {user.name!r}: no such account")
+        return sign_session(session_secret(self.data_dir), user.name, hash_stamp(row["password_hash"]))
+
+    def session_user(self, token: str) -> User | None:
+        """The account a token was signed for, if it is valid, unexpired, and the account still
+        exists with the same password; else None."""
+        got = read_session(session_secret(self.data_dir), token)
+        if got is None:
+            return None
+        row = self._one("SELECT name, role, password_hash FROM users WHERE name = ?", (got[0],))
+        if row is None or hash_stamp(row["password_hash"]) != got[1]:
+            return None
+        return User(row["name"], row["role"])
+
+    def acting_for_run(self, run_user: str | None) -> User:
+        """Who a job acts as: the user who started its run. A run started by someone whose account
+        was removed since is refused (PermissionDenied); runs from before accounts act locally."""
+        if run_user is None or run_user.startswith("local:"):
+            return User(run_user or self.user.name, "admin")
+        account = self.account(run_user)
+        if account is None:
+            raise PermissionDenied(f"the run was started by {run_user!r}, who no longer has an account")
+        return account
+
+    # -- settings -----------------------------------------------------------------------
+    def setting(self, key: str) -> str | None:
+        """A stored setting (e.g. 'last_backup'), or None."""
+        row = self._one("SELECT value FROM settings WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def set_setting(self, key: str, value: str, conn: sqlite3.Connection | None = None) -> None:
+        """Store a setting (callers check the permission for what it records)."""
+        sql, args = "INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", \
+            (key, str(value))
+        if conn is not None:
+            conn.execute(sql, args)
+            return
+        with self.connect() as own:
+            own.execute(sql, args)
+
