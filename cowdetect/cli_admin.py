@@ -72,10 +72,17 @@ def add_backup_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from .backup import backup
-    from .store import Store
+    from pathlib import Path
 
-    report = backup(Store(args.data_dir), args.out)
+    from .backup import backup
+    from .store import DB_NAME, Store
+
+    if not (Path(args.data_dir) / DB_NAME).is_file():  # Store() would make an empty folder and back that up
+        raise ValueError(f"backup: no data folder at {Path(args.data_dir).absolute()} (no {DB_NAME})")
+    try:
+        report = backup(Store(args.data_dir), args.out)
+    except PermissionError as exc:  # a folder we may not write: one line, as main prints every ValueError
+        raise ValueError(str(exc)) from None
     _say(args, report.as_dict(), report.summary())
     return 0
 
@@ -87,7 +94,10 @@ def add_restore_args(p: argparse.ArgumentParser) -> None:
 def cmd_restore(args: argparse.Namespace) -> int:
     from .backup import restore
 
-    report = restore(args.archive, args.data_dir)
+    try:
+        report = restore(args.archive, args.data_dir)
+    except PermissionError as exc:
+        raise ValueError(str(exc)) from None
     _say(args, report.as_dict(), report.summary())
     return 0
 
