@@ -13,22 +13,36 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .detections import BACKGROUND, Detections
-from .images import ImageSource, load_image
+from .images import ImageSource, check_image_size, load_image
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One labeled image: ``boxes`` are xyxy pixels in ``image``'s own pixel grid."""
+    """One labeled image: ``boxes`` are xyxy pixels in ``image``'s own pixel grid; ``size`` is its
+    (width, height) px when known without decoding it (the store's record), else None."""
 
     image: ImageSource
     boxes: Detections
     image_id: int | str
+    size: tuple[int, int] | None = None
 
     def load(self) -> np.ndarray:
-        """The image as RGB uint8 (H, W, 3), after checking every box lies inside it."""
+        """The image as RGB uint8 (H, W, 3), after checking that the detectors can use it (see
+        :func:`check_usable`) and that every box lies inside it."""
         rgb = load_image(self.image, name=str(self.image_id))
+        check_usable(rgb.shape[1], rgb.shape[0], self.image_id)
         check_boxes_inside(self.boxes.xyxy, rgb.shape[1], rgb.shape[0], f"image {self.image_id}")
         return rgb
+
+
+def check_usable(width: int, height: int, image_id: int | str) -> None:
+    """ValueError, in one line, for an image too small or too thin to train on (imports refuse such
+    images, but a database from before that check may hold some; torchvision would fail on them
+    with a ZeroDivisionError deep inside RandomIoUCrop, or a zero-sized resize)."""
+    try:
+        check_image_size(width, height, str(image_id))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; remove it from the data (delete it, or move it to 'unassigned')") from None
 
 
 def check_boxes_inside(xyxy: np.ndarray, width: int, height: int, where: str) -> None:
@@ -81,11 +95,16 @@ class LabeledDataset(Sequence[Sample]):
         return sum(len(s.boxes) for s in self.samples)
 
     def require_nonempty(self, purpose: str) -> None:
-        """ValueError when there is nothing to ``purpose`` (train / evaluate) on."""
+        """ValueError when there is nothing to ``purpose`` (train / evaluate) on, or when an image
+        whose size is known (:attr:`Sample.size`) cannot be used (:func:`check_usable`): a job
+        refuses to start rather than fail when it reaches that image."""
         if not self.samples:
             raise ValueError(f"dataset {self.name!r}: no images to {purpose} on")
         if self.num_boxes == 0:
             raise ValueError(f"dataset {self.name!r}: {len(self)} images but no boxes to {purpose} on")
+        for sample in self.samples:
+            if sample.size is not None:
+                check_usable(*sample.size, sample.image_id)
 
     @classmethod
     def from_lists(cls, images: Sequence[ImageSource], boxes: Sequence[Any], labels: Sequence[Sequence[str]],

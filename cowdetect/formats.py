@@ -1,27 +1,36 @@
 """Getting labeled images in and out: image files and zips, COCO JSON, YOLO, Deep Lake.
 
-Every importer checks everything it is given before it stores it and returns an
-:class:`ImportReport` listing what was added and what was skipped, and why. Nothing already
-stored is changed: an image that is already in the store (same bytes) keeps its boxes.
-Boxes are xyxy pixels inside the store; COCO files use [x, y, width, height] pixels, YOLO
-files normalised centre, width and height.
+An import either raises ValueError and stores nothing, or stores what it could in ONE
+transaction and returns an :class:`ImportReport` saying what was added, what was already there
+and what was skipped, and why. Whole-file problems (not JSON, wrong types, duplicate ids) are
+refused before anything is read; per-image problems (a missing or corrupt file, a box outside
+its image, a picture too small to train on) skip that image. Nothing already stored is
+changed: an image that is already in the store (same bytes) keeps its boxes. Boxes are xyxy
+pixels inside the store; COCO files use [x, y, width, height] pixels, YOLO files normalised
+centre, width and height.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import numbers
+import reprlib
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import yaml
 
 from .detections import Detections
 from .files import atomic_write, atomic_write_bytes
+from .images import MAX_PIXELS, check_file_name, short_name
 from .store import Store
+from .store.images import ImageBatch
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # Zip safety: uploads are at most 500 MB (see .streamlit/config.toml); what they unpack to is
@@ -47,29 +56,51 @@ class ImportReport:
     image_ids: dict[str, int] = field(default_factory=dict)  # source name -> stored image id
 
     def skip(self, name: str, reason: str) -> None:
-        self.skipped.append((name, reason))
+        self.skipped.append((short_name(name, 120), reason))
 
-    def store(self, store: Store, name: str, content: Any, split: str, boxes: Detections | None = None,
-              file_name: str | None = None) -> None:
-        """Add one image (bytes or RGB array) with its boxes to ``store``, counting it here; an
-        image that cannot be stored is skipped with the store's reason."""
-        try:
-            record, created = store.add_image(content, name=file_name or PurePosixPath(name).name, split=split,
-                                              boxes=boxes)
-        except ValueError as exc:
-            self.skip(name, str(exc))
-            return
-        self.image_ids[name] = record.id
-        if created:
-            self.added += 1
-            self.boxes += len(boxes) if boxes is not None else 0
-        else:
-            self.already_present += 1
+    @property
+    def nothing_added(self) -> bool:
+        """No image was added (images found already stored do not count; see ``already_present``)."""
+        return self.added == 0
 
     def summary(self) -> str:
         """One line for a page or the CLI."""
         text = f"{self.added} images added ({self.boxes} boxes), {self.already_present} already stored"
         return text + (f", {len(self.skipped)} skipped" if self.skipped else "")
+
+
+class _Import:
+    """One import into a store: images staged one by one in ``batch`` (one the store refuses is
+    skipped in ``report`` with the store's reason), then stored all together by :meth:`finish`."""
+
+    def __init__(self, batch: ImageBatch, report: ImportReport) -> None:
+        self.batch, self.report = batch, report
+        self.staged: list[tuple[str, int]] = []  # (source name, its boxes), in the batch's order
+
+    def stage(self, name: str, content: Any, boxes: Detections | None = None, file_name: str | None = None,
+              expected_size: tuple[int, int] | None = None) -> None:
+        """Check and stage one image (bytes or RGB array; boxes xyxy px)."""
+        try:
+            file_name = file_name or PurePosixPath(name).name
+            check_file_name(file_name, "image name")  # a name no file system allows is no file's name
+            self.batch.add(content, file_name, boxes, expected_size=expected_size)
+        except ValueError as exc:
+            self.report.skip(name, str(exc))
+            return
+        self.staged.append((name, len(boxes) if boxes is not None else 0))
+
+    def finish(self, what: str) -> ImportReport:
+        """Store every staged image in one transaction with one activity line; count them in the report."""
+        note = f"{len(self.report.skipped)} skipped" if self.report.skipped else ""
+        results = self.batch.commit("import", what, note)
+        for (name, n_boxes), (record, created) in zip(self.staged, results):
+            self.report.image_ids[name] = record.id
+            if created:
+                self.report.added += 1
+                self.report.boxes += n_boxes
+            else:
+                self.report.already_present += 1
+        return self.report
 
 
 # -- image files and zips -------------------------------------------------------------------
@@ -138,109 +169,253 @@ def zip_entries(data: bytes, label: str, report: ImportReport, suffixes: Sequenc
 
 
 def import_images(store: Store, files: Iterable[tuple[str, bytes]], split: str = "unassigned") -> ImportReport:
-    """Store uploaded image files (jpg, png, webp, bmp) and zips of them, unlabeled, in ``split``.
+    """Store uploaded image files (JPEG, PNG, WEBP, BMP) and zips of them, unlabeled, in ``split``.
 
-    Non-images with image extensions, corrupt or huge images, unsafe zip entries and zip bombs
-    are skipped with a reason; identical images are stored once.
+    Every file is checked first, then all are stored in one transaction (an unexpected error
+    stores none). Files whose name or bytes are not one of those formats, corrupt or huge
+    images, images too small or too thin to train on, names too long for a file system, unsafe
+    zip entries and zip bombs are skipped with a reason; identical images are stored once.
     """
     report = ImportReport()
-    for name, data in files:
-        suffix = PurePosixPath(name).suffix.lower()
-        if suffix == ".zip":
-            for inner, content in zip_entries(data, name, report):
-                report.store(store, f"{name}/{inner}", content, split)
-        elif suffix in IMAGE_SUFFIXES:
-            report.store(store, name, data, split)
-        else:
-            report.skip(name, f"not an image or zip file ({suffix or 'no extension'}); "
-                              f"expected {', '.join(IMAGE_SUFFIXES)} or .zip")
-    return report
+    with store.image_batch(split) as batch:
+        todo = _Import(batch, report)
+        count = 0
+        for name, data in files:
+            count += 1
+            suffix = PurePosixPath(name).suffix.lower()
+            if suffix == ".zip":
+                for inner, content in zip_entries(data, name, report):
+                    todo.stage(f"{name}/{inner}", content)
+            elif suffix in IMAGE_SUFFIXES:
+                todo.stage(name, data)
+            else:
+                report.skip(name, f"not an image or zip file ({short_name(suffix, 20) or 'no extension'}); "
+                                  f"expected {', '.join(IMAGE_SUFFIXES)} or .zip")
+        return todo.finish(f"{count} uploaded files")
 
 
 # -- COCO ---------------------------------------------------------------------------------------
 
-def _load_json(source: str | Path | bytes | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(source, dict):
-        return source
-    label = "COCO JSON" if isinstance(source, bytes) else f"COCO JSON {Path(source).name}"
-    try:
-        text = source if isinstance(source, bytes) else Path(source).read_bytes()
-        data = json.loads(text)
-    except FileNotFoundError:
-        raise ValueError(f"{label}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{label}: not JSON ({exc})") from None
+# How a value is shown in a message: short, whatever it is (a 10 MB list, a 100-level nest).
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict, _REPR.maxlevel = 40, 40, 6, 4, 2
+_ENTRIES = {"images": "image", "annotations": "annotation", "categories": "category"}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, int) and value.bit_length() > 64:  # repr of a 5000-digit int raises in Python 3.11+
+        return f"a {value.bit_length()}-bit number"
+    if isinstance(value, list) and all(isinstance(v, (int, float, str)) for v in value[:_REPR.maxlist]):
+        more = ", ..." if len(value) > _REPR.maxlist else ""
+        return "[" + ", ".join(_show(v) for v in value[:_REPR.maxlist]) + more + "]"  # a bbox: [1, Infinity, ...]
+    return _REPR.repr(value)
+
+
+def _is_whole(value: Any, low: int = 0) -> bool:
+    """A whole number >= ``low`` — not a bool (JSON true is no id), not 7.0, not '7'."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any) -> bool:
+    """A finite real number, not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return isinstance(value, numbers.Integral) or math.isfinite(value)
+
+
+def _field(entry: dict[str, Any], key: str, ok: Callable[[Any], bool], expected: str, where: str,
+           required: bool = True) -> Any:
+    """``entry[key]`` when ``ok`` says it is ``expected``; ValueError naming ``where`` and ``key`` otherwise."""
+    if key not in entry:
+        if required:
+            raise ValueError(f"{where}: {key} is missing (expected {expected})")
+        return None
+    if not ok(entry[key]):
+        raise ValueError(f"{where}: {key} must be {expected}, got {_show(entry[key])}")
+    return entry[key]
+
+
+def _entry(entries: list[Any], index: int, kind: str, label: str) -> tuple[dict[str, Any], str]:
+    """(the entry, 'COCO JSON: image 7') for entry ``index`` of ``kind`` ('images', ...), its id checked."""
+    entry = entries[index]
+    if not isinstance(entry, dict):
+        raise ValueError(f"{label}: {kind}[{index}] must be an object, got {_show(entry)}")
+    entry_id = _field(entry, "id", _is_whole, "a whole number (0 or more)", f"{label}: {kind}[{index}]")
+    return entry, f"{label}: {_ENTRIES[kind]} {entry_id}"
+
+
+def _check_image(images: list[Any], index: int, label: str) -> None:
+    im, where = _entry(images, index, "images", label)
+    name = _field(im, "file_name", lambda v: isinstance(v, str) and bool(v.strip()), "a file name", where)
+    check_file_name(name, f"{where}: file_name")
+    width = _field(im, "width", lambda v: _is_whole(v, 1), "a positive whole number", where)
+    height = _field(im, "height", lambda v: _is_whole(v, 1), "a positive whole number", where)
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"{where}: {_show(width)}x{_show(height)} px is more than the {MAX_PIXELS / 1e6:.0f} "
+                         f"megapixels cowdetect accepts")
+
+
+def _check_annotation(annotations: list[Any], index: int, label: str) -> None:
+    ann, where = _entry(annotations, index, "annotations", label)
+    _field(ann, "image_id", _is_whole, "a whole number (an image's id)", where)
+    _field(ann, "category_id", _is_whole, "a whole number (a category's id)", where)
+    _field(ann, "bbox", lambda v: isinstance(v, list) and len(v) == 4 and all(_is_number(x) for x in v),
+           "[x, y, width, height] (4 finite numbers)", where)
+    _field(ann, "iscrowd", lambda v: _is_whole(v) and v in (0, 1), "0 or 1", where, required=False)
+
+
+def _check_category(categories: list[Any], index: int, label: str) -> None:
+    cat, where = _entry(categories, index, "categories", label)
+    _field(cat, "name", lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty name", where)
+
+
+def _refuse_duplicates(data: dict[str, Any], label: str) -> None:
+    """ValueError naming ids used by two entries (their boxes would land on the wrong picture or
+    class), and file names listed twice."""
+    for kind, what in _ENTRIES.items():
+        counts = Counter(entry["id"] for entry in data[kind])
+        repeated = sorted(i for i, n in counts.items() if n > 1)
+        if repeated:
+            raise ValueError(f"{label}: {what} ids used more than once: {_show(repeated)}; "
+                             f"each {what} needs its own id")
+    counts = Counter(im["file_name"] for im in data["images"])
+    repeated = sorted(name for name, n in counts.items() if n > 1)
+    if repeated:
+        raise ValueError(f"{label}: file_name listed by more than one image: {_show(repeated)}; list each image once")
+
+
+def _non_finite(value: Any) -> tuple[str, float] | None:
+    """(path, value) of the first NaN or infinite number inside ``value``, or None (no recursion:
+    the nesting may be deep)."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return path, item
+        if isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+    return None
+
+
+def _refuse_non_finite(data: dict[str, Any], label: str) -> None:
+    """ValueError naming the first NaN or Infinity (Python's json reads them; JSON has neither)."""
+    for key, value in data.items():
+        entries = [(f"{_ENTRIES[key]} {e['id']}: ", e) for e in value] if key in _ENTRIES else [("", {key: value})]
+        for where, entry in entries:
+            found = _non_finite(entry)
+            if found is not None:
+                raise ValueError(f"{label}: {where}{found[0]} is {_show(found[1])}; JSON has no NaN or Infinity")
+
+
+def _check_coco(data: Any, label: str) -> None:
+    """ValueError, naming the entry and field, unless ``data`` is a COCO instances dict whose every
+    value cowdetect reads has the right type, with no id used twice. Fields cowdetect does not
+    read (area, segmentation, info, ...) are not checked, except for NaN / Infinity in a file."""
     if not isinstance(data, dict):
         raise ValueError(f"{label}: expected an object with images, annotations and categories, "
                          f"got {type(data).__name__}")
-    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
+    missing = [k for k in _ENTRIES if not isinstance(data.get(k), list)]
     if missing:
         raise ValueError(f"{label}: missing or not a list: {missing} (a COCO instances file has "
                          f"'images', 'annotations' and 'categories')")
+    for kind, check in (("images", _check_image), ("annotations", _check_annotation),
+                        ("categories", _check_category)):
+        for index in range(len(data[kind])):
+            check(data[kind], index, label)
+    _refuse_duplicates(data, label)
+
+
+def _parse_json(text: bytes, label: str) -> dict[str, Any]:
+    """The parsed JSON, refusing NaN / Infinity (named by where they are) and absurd nesting."""
+    non_finite: list[str] = []
+
+    def number(token: str) -> float:
+        value = float(token)  # 1e400 reads as inf: as much a non-number as Infinity
+        if not math.isfinite(value):
+            non_finite.append(token)
+        return value
+
+    def constant(token: str) -> float:
+        non_finite.append(token)
+        return float(token.replace("Infinity", "inf"))
+
+    try:
+        data = json.loads(text, parse_float=number, parse_constant=constant)
+    except RecursionError:
+        raise ValueError(f"{label}: not a COCO file (lists or objects nested thousands of levels deep)") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or an integer of > 4300 digits
+        why = "a number of more than 4300 digits" if "integer string conversion" in str(exc) else str(exc)
+        raise ValueError(f"{label}: not JSON ({short_name(why, 200)})") from None
+    _check_coco(data, label)
+    if non_finite:
+        _refuse_non_finite(data, label)
     return data
 
 
+def _load_json(source: str | Path | bytes | dict[str, Any]) -> dict[str, Any]:
+    """The checked COCO dict of a path, bytes or dict (see :func:`_check_coco`); ValueError otherwise."""
+    if isinstance(source, dict):
+        _check_coco(source, "COCO JSON")
+        return source
+    if isinstance(source, (bytes, bytearray)):
+        return _parse_json(bytes(source), "COCO JSON")
+    label = f"COCO JSON {short_name(Path(source).name)}"
+    try:
+        text = Path(source).read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{label}: no such file") from None
+    except OSError as exc:
+        raise ValueError(f"{label}: cannot be read ({exc.strerror or exc})") from None
+    return _parse_json(text, label)
+
+
 def _coco_box(ann: dict[str, Any], width: int, height: int) -> tuple[list[float] | None, str | None]:
-    """(xyxy, None) for a usable COCO bbox, else (None, why)."""
-    bbox = ann.get("bbox")
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
-        return None, f"annotation {ann.get('id')}: bbox must be [x, y, width, height], got {bbox!r}"
+    """(xyxy, None) for a usable COCO bbox (types already checked), else (None, why)."""
+    bbox = ann["bbox"]
     x, y, w, h = (float(v) for v in bbox)
-    if not all(np.isfinite([x, y, w, h])):
-        return None, f"annotation {ann.get('id')}: bbox has a non-finite number {bbox}"
     if w <= 0 or h <= 0:
-        return None, f"annotation {ann.get('id')}: bbox has a negative or zero size {bbox}"
+        return None, f"annotation {ann['id']}: bbox has a negative or zero size {bbox}"
     x2, y2 = x + w, y + h
     tol = EDGE_TOLERANCE_PX
     if x < -tol or y < -tol or x2 > width + tol or y2 > height + tol:
-        return None, f"annotation {ann.get('id')}: bbox {bbox} lies outside the {width}x{height} image"
+        return None, f"annotation {ann['id']}: bbox {bbox} lies outside the {width}x{height} image"
     return [max(0.0, x), max(0.0, y), min(float(width), x2), min(float(height), y2)], None
 
 
-def _coco_categories(data: dict[str, Any], category: str | None) -> tuple[dict[Any, Any], set[Any]]:
+def _coco_categories(data: dict[str, Any], category: str | None) -> tuple[dict[int, str], set[int]]:
     """({category id: name}, the ids to import) of a COCO dict; ValueError for an unknown ``category``."""
-    categories = {c.get("id"): c.get("name") for c in data["categories"] if isinstance(c, dict)}
+    categories = {int(c["id"]): c["name"] for c in data["categories"]}
     if category is not None and category not in categories.values():
         raise ValueError(f"category {category!r}: not in this COCO file; it has "
-                         f"{sorted(str(n) for n in categories.values())[:20]}")
+                         f"{sorted(short_name(n, 40) for n in categories.values())[:20]}")
     return categories, {cid for cid, name in categories.items() if category is None or name == category}
 
 
-def _coco_images(data: dict[str, Any], report: ImportReport) -> dict[Any, dict[str, Any]]:
-    """{image id: image entry} of a COCO dict; entries without id or file name go to ``report``."""
-    image_rows = {}
-    for im in data["images"]:
-        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-            report.skip(str(im)[:60], "image entry without id or file_name")
-            continue
-        image_rows[im["id"]] = im
-    return image_rows
-
-
-def _coco_boxes(data: dict[str, Any], image_rows: dict[Any, dict[str, Any]], categories: dict[Any, Any],
-                wanted: set[Any], report: ImportReport
-                ) -> tuple[dict[Any, list[tuple[list[float], str]]], dict[Any, str]]:
+def _coco_boxes(data: dict[str, Any], image_rows: dict[int, dict[str, Any]], categories: dict[int, str],
+                wanted: set[int], report: ImportReport
+                ) -> tuple[dict[int, list[tuple[list[float], str]]], dict[int, str]]:
     """({image id: [(xyxy, class name)]} of the wanted categories, {image id: why it is unusable})."""
-    per_image: dict[Any, list[tuple[list[float], str]]] = {i: [] for i in image_rows}
-    bad: dict[Any, str] = {}
+    per_image: dict[int, list[tuple[list[float], str]]] = {i: [] for i in image_rows}
+    bad: dict[int, str] = {}
     for ann in data["annotations"]:
-        if not isinstance(ann, dict):
-            report.skip("annotation", f"not an object: {str(ann)[:60]}")
-            continue
-        image_id, cat = ann.get("image_id"), ann.get("category_id")
+        image_id, cat = ann["image_id"], ann["category_id"]
         if image_id not in image_rows:
-            report.skip(f"annotation {ann.get('id')}", f"unknown image id {image_id!r}")
+            report.skip(f"annotation {ann['id']}", f"unknown image id {image_id!r}")
             continue
         if cat not in categories:
-            bad.setdefault(image_id, f"annotation {ann.get('id')}: unknown category id {cat!r}")
+            bad.setdefault(image_id, f"annotation {ann['id']}: unknown category id {cat!r}")
             continue
         if cat not in wanted:
             continue
         if ann.get("iscrowd"):
-            report.skip(f"annotation {ann.get('id')}", "crowd region (not one animal), left out")
+            report.skip(f"annotation {ann['id']}", "crowd region (not one animal), left out")
             continue
         im = image_rows[image_id]
-        box, why = _coco_box(ann, int(im.get("width") or 0), int(im.get("height") or 0))
+        box, why = _coco_box(ann, im["width"], im["height"])
         if box is None:
             bad.setdefault(image_id, why or "bad box")
             continue
@@ -248,12 +423,46 @@ def _coco_boxes(data: dict[str, Any], image_rows: dict[Any, dict[str, Any]], cat
     return per_image, bad
 
 
-def _image_bytes(images: str | Path | dict[str, bytes], name: str) -> bytes | None:
-    """The file ``name`` from a folder or from {file name: bytes}; None when it is not there."""
+def _image_bytes(images: str | Path | dict[str, bytes], name: str) -> bytes:
+    """The file ``name`` from a folder or from {file name: bytes}; ValueError when it is not there."""
     if isinstance(images, dict):
-        return images.get(name)
-    path = Path(images) / name
-    return path.read_bytes() if path.is_file() else None
+        content = images.get(name)  # .get: a lazy mapping (cowdetect.import_roots.FolderImages) reads here
+        if content is None:
+            raise ValueError("image file not found")
+        return content
+    try:
+        return (Path(images) / name).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ValueError("image file not found") from None
+    except OSError as exc:
+        raise ValueError(f"image file cannot be read ({exc.strerror or exc})") from None
+
+
+def _stage_coco(todo: _Import, images: str | Path | dict[str, bytes], image_rows: dict[int, dict[str, Any]],
+                per_image: dict[int, list[tuple[list[float], str]]], bad: dict[int, str],
+                include_negatives: bool) -> None:
+    """Stage each listed image with its boxes, or skip it in the report with the reason."""
+    for class_name in sorted({name for boxes in per_image.values() for _, name in boxes}):
+        todo.batch.add_class(class_name)
+    vocab = todo.batch.class_names()
+    for image_id, im in image_rows.items():
+        name = im["file_name"]
+        boxes = per_image[image_id]
+        if image_id in bad or (not boxes and not include_negatives):
+            if image_id in bad:
+                todo.report.skip(name, bad[image_id])
+            continue
+        if _unsafe_member(name):
+            todo.report.skip(name, f"unsafe file name: {_unsafe_member(name)}")
+            continue
+        try:
+            content = _image_bytes(images, name)
+        except ValueError as exc:
+            todo.report.skip(name, str(exc))
+            continue
+        dets = Detections.from_names(np.array([b for b, _ in boxes], np.float64).reshape(-1, 4),
+                                     [n for _, n in boxes], vocab)
+        todo.stage(name, content, dets, expected_size=(im["width"], im["height"]))
 
 
 def import_coco(store: Store, coco: str | Path | bytes | dict[str, Any], images: str | Path | dict[str, bytes],
@@ -269,41 +478,30 @@ def import_coco(store: Store, coco: str | Path | bytes | dict[str, Any], images:
         include_negatives: also import listed images with no box of the category (as labeled
             negatives).
 
-    An image is skipped (with the reason in the report) when its file is missing or not an
-    image, or when any of its boxes is outside the image, has a negative size, or names an
-    unknown category — half-labeled images would teach the detector that a cow is background.
-    Annotations of unknown image ids and crowd regions are skipped too.
+    The whole file is checked before any image is read, and refused (ValueError, nothing stored)
+    when it is not JSON, holds NaN / Infinity or absurd nesting, a value cowdetect reads has the
+    wrong type (the message names the image, annotation or category id and the field), an id is
+    used twice, or an image is listed twice. Then an image is skipped (with the reason in the
+    report) when its file is missing, not a JPEG / PNG / WEBP / BMP, too small or too thin to train
+    on, or **not the width x height the file says** (its boxes would land in the wrong place;
+    check for EXIF rotation), or when any of its boxes is outside the image, has a negative size,
+    or names an unknown category — half-labeled images would teach the detector that a cow is
+    background. Annotations of unknown image ids and crowd regions are skipped too. What is
+    left is stored in one transaction.
 
     Raises:
-        ValueError: not JSON, missing keys, or ``category`` not among the file's categories.
+        ValueError: the file problems above, or ``category`` not among the file's categories.
     """
     data = _load_json(coco)
     categories, wanted = _coco_categories(data, category)
     report = ImportReport()
-    image_rows = _coco_images(data, report)
+    image_rows = {im["id"]: im for im in data["images"]}
     per_image, bad = _coco_boxes(data, image_rows, categories, wanted, report)
-    for class_name in sorted({name for boxes in per_image.values() for _, name in boxes}):
-        store.add_class(class_name)
-    vocab = store.class_names()
-    for image_id, im in image_rows.items():
-        name = str(im["file_name"])
-        if image_id in bad:
-            report.skip(name, bad[image_id])
-            continue
-        boxes = per_image[image_id]
-        if not boxes and not include_negatives:
-            continue
-        if _unsafe_member(name):
-            report.skip(name, f"unsafe file name: {_unsafe_member(name)}")
-            continue
-        content = _image_bytes(images, name)
-        if content is None:
-            report.skip(name, "image file not found")
-            continue
-        dets = Detections.from_names(np.array([b for b, _ in boxes], np.float64).reshape(-1, 4),
-                                     [n for _, n in boxes], vocab)
-        report.store(store, name, content, split, dets)
-    return report
+    what = "COCO JSON" if isinstance(coco, (bytes, bytearray, dict)) else f"COCO {short_name(Path(coco).name)}"
+    with store.image_batch(split) as batch:
+        todo = _Import(batch, report)
+        _stage_coco(todo, images, image_rows, per_image, bad, include_negatives)
+        return todo.finish(what)
 
 
 def export_coco(store: Store, split: str | None = None) -> dict[str, Any]:
@@ -406,18 +604,8 @@ def export_yolo(store: Store, out_dir: str | Path, splits: Sequence[str] = ("tra
 
 # -- Deep Lake ----------------------------------------------------------------------------------
 
-def import_deeplake(store: Store, source: str = DEEPLAKE_COCO, category: str | None = "cow", limit: int | None = 100,
-                    split: str = "unassigned", token: str | None = None) -> ImportReport:
-    """Import images showing ``category`` from a Deep Lake dataset with COCO's columns:
-    ``images`` (RGB), ``boxes`` ([x, y, width, height] pixels) and ``categories`` (class
-    labels whose names are in the column's ``class_names`` metadata) — the layout of
-    Activeloop's ``hub://activeloop/coco-train``. At most ``limit`` images are imported.
-
-    Raises:
-        ValueError: the dataset cannot be opened (offline, wrong path, no access: the message
-            says which, at once — deeplake 4 does not retry), lacks those columns, or does not
-            have ``category``.
-    """
+def _open_deeplake(source: str, token: str | None) -> Any:
+    """The Deep Lake dataset at ``source``, read-only, with COCO's columns; ValueError otherwise."""
     import deeplake
 
     try:
@@ -431,38 +619,63 @@ def import_deeplake(store: Store, source: str = DEEPLAKE_COCO, category: str | N
     missing = [c for c in ("images", "boxes", "categories") if c not in columns]
     if missing:
         raise ValueError(f"Deep Lake dataset {source}: missing columns {missing}; it has {sorted(columns)}")
+    return ds
+
+
+def _deeplake_row(ds: Any, row: int, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray] | str:
+    """(RGB uint8 image, its kept boxes as xyxy px, clipped) of a row, or why it cannot be used."""
+    ltwh = np.asarray(ds["boxes"][row], np.float64).reshape(-1, 4)[keep]
+    rgb = np.asarray(ds["images"][row])
+    if rgb.ndim == 2:
+        rgb = np.stack([rgb] * 3, axis=-1)
+    height, width = rgb.shape[:2]
+    xyxy = np.concatenate([ltwh[:, :2], ltwh[:, :2] + ltwh[:, 2:]], axis=1)
+    if not np.isfinite(xyxy).all() or (ltwh[:, 2:] <= 0).any() or (xyxy < -EDGE_TOLERANCE_PX).any() or \
+            (xyxy[:, 2] > width + EDGE_TOLERANCE_PX).any() or (xyxy[:, 3] > height + EDGE_TOLERANCE_PX).any():
+        return f"a box lies outside the {width}x{height} image or has no size"
+    xyxy[:, 0::2] = xyxy[:, 0::2].clip(0, width)
+    xyxy[:, 1::2] = xyxy[:, 1::2].clip(0, height)
+    return rgb[..., :3].astype(np.uint8), xyxy
+
+
+def import_deeplake(store: Store, source: str = DEEPLAKE_COCO, category: str | None = "cow", limit: int | None = 100,
+                    split: str = "unassigned", token: str | None = None) -> ImportReport:
+    """Import images showing ``category`` from a Deep Lake dataset with COCO's columns:
+    ``images`` (RGB), ``boxes`` ([x, y, width, height] pixels) and ``categories`` (class
+    labels whose names are in the column's ``class_names`` metadata) — the layout of
+    Activeloop's ``hub://activeloop/coco-train``. At most ``limit`` images are imported, all
+    in one transaction at the end (an error on the way stores none). Rows whose boxes leave the
+    image, and images the store refuses (too small, too thin), are skipped with the reason.
+
+    Raises:
+        ValueError: the dataset cannot be opened (offline, wrong path, no access: the message
+            says which, at once — deeplake 4 does not retry), lacks those columns, or does not
+            have ``category``.
+    """
+    ds = _open_deeplake(source, token)
     names = list(ds["categories"].metadata["class_names"])
     if category is not None and category not in names:
         raise ValueError(f"category {category!r}: not in the dataset's class names ({names[:20]}...)")
     wanted = names.index(category) if category is not None else None
     report = ImportReport()
-    for class_name in ([category] if category is not None else names):
-        store.add_class(class_name)
-    vocab = store.class_names()
-    for row in range(len(ds)):
-        if limit is not None and report.added + report.already_present >= limit:
-            break
-        labels = np.asarray(ds["categories"][row]).reshape(-1)
-        keep = labels == wanted if wanted is not None else np.ones(len(labels), bool)
-        if not keep.any():
-            continue
-        label = f"{source}[{row}]"
-        ltwh = np.asarray(ds["boxes"][row], np.float64).reshape(-1, 4)[keep]
-        rgb = np.asarray(ds["images"][row])
-        if rgb.ndim == 2:
-            rgb = np.stack([rgb] * 3, axis=-1)
-        height, width = rgb.shape[:2]
-        xyxy = np.concatenate([ltwh[:, :2], ltwh[:, :2] + ltwh[:, 2:]], axis=1)
-        if (ltwh[:, 2:] <= 0).any() or (xyxy < -EDGE_TOLERANCE_PX).any() or \
-                (xyxy[:, 2] > width + EDGE_TOLERANCE_PX).any() or (xyxy[:, 3] > height + EDGE_TOLERANCE_PX).any():
-            report.skip(label, f"a box lies outside the {width}x{height} image or has no size")
-            continue
-        xyxy[:, 0::2] = xyxy[:, 0::2].clip(0, width)
-        xyxy[:, 1::2] = xyxy[:, 1::2].clip(0, height)
-        class_names = [names[int(i)] for i in labels[keep]]
-        report.store(store, label, rgb[..., :3].astype(np.uint8), split, Detections.from_names(xyxy, class_names, vocab),
-                     file_name=f"deeplake-{row:07d}.png")
-    return report
+    with store.image_batch(split) as batch:
+        for class_name in ([category] if category is not None else names):
+            batch.add_class(class_name)
+        vocab, todo = batch.class_names(), _Import(batch, report)
+        for row in range(len(ds)):
+            if limit is not None and len(batch) >= limit:
+                break
+            labels = np.asarray(ds["categories"][row]).reshape(-1)
+            keep = labels == wanted if wanted is not None else np.ones(len(labels), bool)
+            if not keep.any():
+                continue
+            label, usable = f"{source}[{row}]", _deeplake_row(ds, row, keep)
+            if isinstance(usable, str):
+                report.skip(label, usable)
+                continue
+            dets = Detections.from_names(usable[1], [names[int(i)] for i in labels[keep]], vocab)
+            todo.stage(label, usable[0], dets, file_name=f"deeplake-{row:07d}.png")
+        return todo.finish(f"Deep Lake {short_name(source)}")
 
 
 def yolo_zip(store: Store) -> tuple[bytes, dict[str, int]]:

@@ -2,7 +2,9 @@
 
 Every image that enters cowdetect (a path, bytes, a PIL image or an array) goes through
 :func:`load_image`, so corrupt files, decompression bombs and odd pixel formats are
-handled in one place.
+handled in one place. What the store accepts (:data:`STORED_FORMATS`, :func:`check_image_size`,
+:func:`check_file_name`) is decided here too, so uploads, COCO, Deep Lake and video frames
+follow one rule.
 """
 
 from __future__ import annotations
@@ -18,6 +20,24 @@ from PIL import Image, ImageOps
 # Above this many pixels an image is refused before it is decoded: a 50 MP PNG decodes
 # to 150 MB of RGB, and a crafted one (a "decompression bomb") to much more.
 MAX_PIXELS = 50_000_000
+# What training can use. Measured with torchvision 0.29: RandomIoUCrop (SSD's scale jitter) crops
+# to int(0.3..1 x side) px and divides by that, so a side under 4 px dies with "ZeroDivisionError:
+# division by zero"; Faster R-CNN scales the longer side down to max_size (640 px for the mobilenet
+# 320 model), so past 640:1 the shorter side rounds to 0 px and its resize fails. We refuse well
+# before either, at round numbers chosen for what a detector can learn from rather than what
+# merely runs: a picture under 32 px (a thumbnail, an icon) is blown up ~10x to SSD's 300 px
+# input and holds too few pixels to tell a cow from grass; 32 px is also the backbones' coarsest
+# stride and Faster R-CNN's smallest anchor (SSD's is 30 px). Past 20:1 (longer than any
+# camera frame or panorama crop we expect) SSD's square input squashes a cow 20x, and Faster
+# R-CNN's 640 px cap leaves 32 px for the short side.
+MIN_SIDE = 32
+MAX_ASPECT = 20
+# The encodings the store keeps (Pillow's format name -> file extension), checked on the decoded
+# bytes whatever the file is called. MPO is how Pillow reads many camera JPEGs (a JPEG with a
+# second, preview picture). GIF, TIFF and the rest are refused: convert them first.
+STORED_FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp"}
+# A longer name cannot be a file on the usual file systems (NAME_MAX is 255 bytes).
+MAX_NAME_BYTES = 255
 
 ImageSource = Union[str, Path, bytes, Image.Image, np.ndarray]
 
@@ -108,6 +128,51 @@ def _array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
         alpha = arr[:, :, 3:4].astype(np.float32) / 255.0
         arr = (arr[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
     return np.ascontiguousarray(arr)
+
+
+def short_name(name: str, limit: int = 60) -> str:
+    """``name`` for a one-line message: at most ``limit`` characters, no line breaks."""
+    flat = " ".join(str(name).split())
+    return flat if len(flat) <= limit else f"{flat[:limit]}… ({len(name)} characters)"
+
+
+def check_file_name(name: str, what: str = "file name") -> None:
+    """ValueError unless ``name`` could be a file's name: not empty, no NUL, at most
+    :data:`MAX_NAME_BYTES` bytes (UTF-8) per part of a path ('a/b.jpg' has two parts)."""
+    if not isinstance(name, str) or not name.strip() or "\0" in name:
+        raise ValueError(f"{what}: expected a file name, got {short_name(repr(name))}")
+    longest = max(len(part.encode("utf-8", "replace")) for part in name.replace("\\", "/").split("/"))
+    if longest > MAX_NAME_BYTES:
+        raise ValueError(f"{what} {short_name(name)} is too long: {longest} bytes in one name, "
+                         f"file systems allow {MAX_NAME_BYTES}")
+
+
+def check_image_size(width: int, height: int, name: str) -> None:
+    """ValueError when an image of ``width`` x ``height`` px is too small (a side under
+    :data:`MIN_SIDE`) or too long and thin (more than :data:`MAX_ASPECT`:1) for the detectors to
+    train on (why: see the constants)."""
+    if min(width, height) < MIN_SIDE:
+        raise ValueError(f"image {name}: {width}x{height} px is too small; each side needs at least {MIN_SIDE} px "
+                         f"(the detectors' smallest box is ~30 px)")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ValueError(f"image {name}: {width}x{height} px is {max(width, height) / min(width, height):.0f}:1; "
+                         f"at most {MAX_ASPECT}:1 is accepted (the detectors squash it to a near-square input)")
+
+
+def stored_extension(data: bytes, name: str) -> str:
+    """The extension to store ``data`` under (see :data:`STORED_FORMATS`), from the format its bytes
+    really have, whatever ``name`` says. ValueError for other formats and for non-images (with
+    :func:`load_image`'s reason)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            fmt = img.format
+    except Exception:  # noqa: BLE001 - Pillow raises many types here; load_image names the problem
+        load_image(data, name)
+        raise ValueError(f"image {name}: not an image file (or a format Pillow cannot read)") from None
+    if fmt not in STORED_FORMATS:
+        raise ValueError(f"image {name}: a {fmt} file (whatever its name says); cowdetect stores JPEG, PNG, "
+                         f"WEBP and BMP images — convert it first")
+    return STORED_FORMATS[fmt]
 
 
 def encode_image(rgb: np.ndarray, fmt: str = "JPEG", quality: int = 92) -> bytes:

@@ -41,16 +41,19 @@ def test_upload_files_and_zip_with_every_trap(store):
     png = encode_image(np.full((40, 50, 3), 90, np.uint8), "PNG")
     webp_buf = io.BytesIO()
     from PIL import Image
-    Image.fromarray(np.full((30, 30, 3), 10, np.uint8)).save(webp_buf, "WEBP")
+    Image.fromarray(np.full((40, 40, 3), 10, np.uint8)).save(webp_buf, "WEBP")
     bmp_buf = io.BytesIO()
-    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(bmp_buf, "BMP")
+    Image.fromarray(np.full((32, 48, 3), 200, np.uint8)).save(bmp_buf, "BMP")
+    gif_buf = io.BytesIO()
+    Image.fromarray(np.full((40, 40, 3), 70, np.uint8)).save(gif_buf, "GIF")
     bomb = zipped({"bomb.jpg": b"\0" * (MAX_RATIO * 1000 * 20)}, zipfile.ZIP_DEFLATED)
     archive = zipped({"cows/a.jpg": jpeg(1), "cows/b.png": png, "../evil.jpg": jpeg(2), "/etc/abs.jpg": jpeg(3),
                       "notes.txt": b"hello", "inner.zip": zipped({"x.jpg": jpeg(4)}), "fake.jpg": b"not a jpeg",
-                      "dup.jpg": jpeg(1)})
+                      "dup.jpg": jpeg(1), "gif.png": gif_buf.getvalue(), "tiny.png": jpeg(5, (1, 1)),
+                      "strip.jpg": jpeg(6, (2000, 40)), "c" * 5000 + ".jpg": jpeg(7)})
     report = import_images(store, [("one.jpg", jpeg(1)), ("w.webp", webp_buf.getvalue()), ("b.bmp", bmp_buf.getvalue()),
                                    ("photos.zip", archive), ("bomb.zip", bomb), ("broken.zip", b"PK\3\4 nope"),
-                                   ("movie.mp4", b"...")], split="train")
+                                   ("movie.mp4", b"..."), ("d" * 5000 + ".png", jpeg(8))], split="train")
     reasons = dict(report.skipped)
     assert report.added == 4 and report.already_present == 2  # one.jpg, webp, bmp, b.png; a.jpg and dup.jpg again
     assert "'..'" in reasons["photos.zip/../evil.jpg"] and "absolute" in reasons["photos.zip//etc/abs.jpg"]
@@ -59,6 +62,14 @@ def test_upload_files_and_zip_with_every_trap(store):
     assert "fake.jpg: not an image file" in reasons["photos.zip/fake.jpg"]  # the file and why
     assert "zip bomb" in reasons["bomb.zip/bomb.jpg"]
     assert "not a valid zip" in reasons["broken.zip"] and "not an image or zip" in reasons["movie.mp4"]
+    # the decoded format decides, not the name; sizes training cannot use; names no file system allows
+    assert reasons["photos.zip/gif.png"] == ("image gif.png: a GIF file (whatever its name says); cowdetect stores "
+                                             "JPEG, PNG, WEBP and BMP images — convert it first")
+    assert reasons["photos.zip/tiny.png"].startswith("image tiny.png: 1x1 px is too small; each side needs at least 32")
+    assert reasons["photos.zip/strip.jpg"].startswith("image strip.jpg: 2000x40 px is 50:1; at most 20:1")
+    long_names = {n: r for n, r in reasons.items() if "characters)" in n}
+    assert len(long_names) == 2 and all(len(n) < 200 and "\n" not in r and len(r) < 200 for n, r in long_names.items())
+    assert all("is too long: 5004 bytes in one name, file systems allow 255" in r for r in long_names.values())
     assert store.count_images("train") == 4 and not any((store.data_dir.parent / "evil.jpg").exists() for _ in [0])
 
 
@@ -175,10 +186,16 @@ def test_deeplake_local_dataset_with_coco_columns(tmp_path, store):
     for boxes, labels in rows:
         ds.append({"images": [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)],
                    "boxes": [np.array(boxes, np.float32)], "categories": [np.array(labels, np.uint32)]})
+    ds.append({"images": [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)],  # too small to train on
+               "boxes": [np.array([[1, 1, 4, 4]], np.float32)], "categories": [np.array([1], np.uint32)]})
     ds.commit()
     report = import_deeplake(store, f"file://{tmp_path / 'dl'}", category="cow", limit=10, split="train")
     assert report.added == 2 and report.boxes == 2  # row 1 has no cow, row 2's box leaves the 64x48 image
-    assert "outside" in dict(report.skipped)[f"file://{tmp_path / 'dl'}[2]"]
+    reasons = dict(report.skipped)
+    assert "outside" in reasons[f"file://{tmp_path / 'dl'}[2]"]
+    assert reasons[f"file://{tmp_path / 'dl'}[4]"].startswith("image deeplake-0000004.png: 16x16 px is too small")
+    assert [a["detail"] for a in store.activity() if a["action"] == "import"] == ["2 images added, 0 already stored, "
+                                                                                 "2 skipped"]
     first = store.images()[0]
     assert store.boxes(first.id).xyxy.tolist() == [[5, 6, 25, 16]] and store.boxes(first.id).names == ["cow"]
     with pytest.raises(ValueError, match="not in the dataset's class names"):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cowdetect.images import MAX_PIXELS, load_image
+from cowdetect.images import (MAX_ASPECT, MAX_PIXELS, MIN_SIDE, check_file_name, check_image_size, load_image,
+                              stored_extension)
 
 
 def encode(img: Image.Image, fmt: str = "PNG") -> bytes:
@@ -90,3 +91,52 @@ def test_bad_arrays(arr):
 def test_unsupported_type():
     with pytest.raises(ValueError, match="expected a path, bytes"):
         load_image(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("width, height, message", [
+    (MIN_SIDE, MIN_SIDE, None),
+    (MIN_SIDE * MAX_ASPECT, MIN_SIDE, None),
+    (MIN_SIDE - 1, 500, "31x500 px is too small; each side needs at least 32 px"),
+    (1, 1, "1x1 px is too small"),
+    (60000, 1, "60000x1 px is too small"),
+    (MIN_SIDE * MAX_ASPECT + 1, MIN_SIDE, "641x32 px is 20:1; at most 20:1 is accepted"),
+    (40, 4000, "40x4000 px is 100:1"),
+])
+def test_sizes_training_can_use(width, height, message):
+    if message is None:
+        check_image_size(width, height, "x")
+    else:
+        with pytest.raises(ValueError, match=f"^image x: {message}"):
+            check_image_size(width, height, "x")
+
+
+@pytest.mark.parametrize("fmt, extension", [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp"), ("BMP", ".bmp"),
+                                            ("GIF", None), ("TIFF", None), ("ICO", None)])
+def test_the_stored_format_is_what_the_bytes_are(fmt, extension):
+    data = encode(Image.new("RGB", (40, 40), (10, 200, 30)), fmt)
+    if extension is not None:
+        assert stored_extension(data, "a.png") == extension
+    else:
+        with pytest.raises(ValueError, match=f"^image a.png: a {fmt} file \\(whatever its name says\\)"):
+            stored_extension(data, "a.png")
+
+
+def test_stored_format_of_a_non_image_says_why():
+    with pytest.raises(ValueError, match="^image a.png: not an image file"):
+        stored_extension(b"hello" * 20, "a.png")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("cows/a.jpg", None),
+    ("é" * 126 + ".jp", None),  # 129 characters but 255 bytes: allowed; one é more is not
+    ("é" * 128, "is too long: 256 bytes in one name"),
+    ("x" * 5000, "… \\(5000 characters\\) is too long: 5000 bytes in one name, file systems allow 255"),
+    ("", "expected a file name"),
+    ("a\0b.png", "expected a file name"),
+])
+def test_file_names(name, message):
+    if message is None:
+        check_file_name(name)
+    else:
+        with pytest.raises(ValueError, match=message):
+            check_file_name(name)

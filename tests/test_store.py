@@ -256,7 +256,7 @@ def test_two_editors_at_once(store):
 def test_paging_queries(store):
     from cowdetect.images import encode_image
 
-    ids = [store.add_image(encode_image(np.full((20, 20, 3), i, np.uint8), "PNG"), split="train" if i % 2 else "val")[0].id
+    ids = [store.add_image(encode_image(np.full((32, 32, 3), i, np.uint8), "PNG"), split="train" if i % 2 else "val")[0].id
            for i in range(7)]
     store.set_boxes(ids[1], Detections.empty(store.class_names()))
     assert store.count_images() == 7 and store.count_images("train") == 3 and store.count_images("train", True) == 1

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import io
+import os
+import shutil
 import sqlite3
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..data import LabeledDataset, Sample, check_boxes_inside
 from ..detections import BACKGROUND, Detections
 from ..files import atomic_write_bytes
-from ..images import ImageSource, encode_image, load_image, perceptual_hash
+from ..images import (ImageSource, check_image_size, encode_image, load_image, perceptual_hash,
+                      short_name, stored_extension)
 from .base import StoreBase, sha256_hex
 from .rows import ImageRecord, image_row
 from .suggestions import record_effort
@@ -23,7 +26,6 @@ from .suggestions import record_effort
 VideoFrameSource = tuple[int, int, float]
 
 SPLITS = ("train", "val", "test", "unassigned")
-_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
 
 
 def check_split(split: str) -> str:
@@ -35,12 +37,15 @@ def check_split(split: str) -> str:
 def _image_bytes(source: ImageSource, name: str | None, array_format: str) -> tuple[bytes, str, np.ndarray | None]:
     """The bytes to store for ``source``, the name to report it by, and its RGB pixels when they
     are known without decoding the bytes again (a PIL image or an array, encoded here)."""
-    label = name or "image"
+    label = short_name(name or "image")
     if isinstance(source, (str, Path)):
-        label = name or Path(source).name
-        if not Path(source).is_file():
-            raise ValueError(f"image {label}: no such file")
-        return Path(source).read_bytes(), label, None
+        label = short_name(name or Path(source).name)
+        try:
+            return Path(source).read_bytes(), label, None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ValueError(f"image {label}: no such file") from None
+        except OSError as exc:  # a name too long for the file system, no permission, ...
+            raise ValueError(f"image {label}: cannot be read ({exc.strerror or exc})") from None
     if isinstance(source, (bytes, bytearray)):
         return bytes(source), label, None
     rgb = load_image(source, label)
@@ -87,60 +92,30 @@ class ImagesMixin(StoreBase):
                   array_format: str = "PNG", phash: str | None = None) -> tuple[ImageRecord, bool]:
         """Store an image (RGB; and optionally its ground-truth boxes, xyxy px).
 
-        The image is fully decoded first, so corrupt or truncated files, non-images and
-        decompression bombs raise ValueError and store nothing. Identical bytes are stored
-        once: the second call returns the existing record and ``False`` — also when several
-        processes add the same bytes at the same moment (one row, one file, no exception).
+        The image is fully decoded first, so corrupt or truncated files, non-images,
+        decompression bombs, formats the store does not keep (GIF, TIFF, ... whatever the name
+        says) and images too small or too thin to train on
+        (:func:`cowdetect.images.check_image_size`) raise ValueError and store nothing. Identical
+        bytes are stored once: the second call returns the existing record and ``False`` — also
+        when several processes add the same bytes at the same moment (one row, one file, no
+        exception).
         ``frame`` = (video id, frame index, timestamp in s) records where a video frame came
         from; a frame of a video that is already stored is returned as is (``False``).
         An array or PIL image is encoded as ``array_format`` ('PNG', or 'JPEG' at quality 95 for
         video frames) and not decoded again; ``phash`` is its perceptual hash when the caller has
-        it already (:func:`cowdetect.images.perceptual_hash` of the same pixels).
+        it already (:func:`cowdetect.images.perceptual_hash` of the same pixels). Many images in
+        one transaction: :meth:`image_batch`.
 
         Returns:
             (record, created)
         """
-        self.require("import")  # type: ignore[attr-defined]
-        check_split(split)
-        data, label, rgb = _image_bytes(source, name, array_format)
-        if rgb is None:
-            rgb = load_image(data, label)
-        height, width = rgb.shape[:2]
-        if boxes is not None:
-            check_boxes_inside(boxes.xyxy, width, height, f"image {label}")
-        sha = sha256_hex(data)
-        phash = phash or perceptual_hash(rgb)
-        fmt = Image.open(io.BytesIO(data)).format or "PNG"
-        rel = Path("images") / sha[:2] / f"{sha}{_EXTENSIONS.get(fmt, '.png')}"
-        # Under the write lock no other process can insert this image, so "not there yet, write
-        # the file, insert" cannot race, and a failed insert may remove the file it wrote.
-        with self.write_lock() as conn:
-            row = conn.execute("SELECT * FROM images WHERE sha256 = ?", (sha,)).fetchone()
-            if row is None and frame is not None:
-                row = conn.execute("SELECT * FROM images WHERE video_id = ? AND frame_index = ?",
-                                   (int(frame[0]), int(frame[1]))).fetchone()
-            if row is not None:
-                return self._image(row), False
-            path = self.inside(rel)
-            wrote = not path.is_file()
-            if wrote:
-                atomic_write_bytes(path, data)
-            try:
-                video_id, frame_index, frame_time = frame if frame is not None else (None, None, None)
-                cur = conn.execute(
-                    "INSERT INTO images(sha256, file, original_name, width, height, split, video_id, frame_index, "
-                    "frame_time, phash, added_by) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (sha, rel.as_posix(), name, width, height, split, video_id, frame_index, frame_time, phash,
-                     self.user.name))
-                image_id = int(cur.lastrowid)  # type: ignore[arg-type]
-                if boxes is not None:
-                    self._write_boxes(conn, image_id, boxes, width, height)
-                row = conn.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
-            except BaseException:
-                if wrote:
-                    path.unlink(missing_ok=True)
-                raise
-        return self._image(row), True
+        with self.image_batch(split) as batch:
+            batch.add(source, name, boxes, frame=frame, array_format=array_format, phash=phash)
+            return batch.commit()[0]
+
+    def image_batch(self, split: str = "unassigned") -> ImageBatch:
+        """A batch of images to store in ``split`` in one transaction (all or none): see :class:`ImageBatch`."""
+        return ImageBatch(self, split)
 
     def frame_image(self, video_id: int, frame_index: int) -> ImageRecord | None:
         """The image imported from this frame of a stored video, or None."""
@@ -320,7 +295,7 @@ class ImagesMixin(StoreBase):
             rows = by_image[rec.id]
             boxes = Detections.from_names(np.array([r[2:] for r in rows], np.float32).reshape(-1, 4),
                                           [r[1] for r in rows], vocab)
-            samples.append(Sample(rec.path, boxes, rec.id))
+            samples.append(Sample(rec.path, boxes, rec.id, (rec.width, rec.height)))
         return LabeledDataset(tuple(samples), vocab[1:], name=split)
 
     def dataset_hash(self, split: str) -> str:
@@ -336,3 +311,168 @@ class ImagesMixin(StoreBase):
             conn.execute("DELETE FROM images WHERE id = ?", (record.id,))
             self.record("delete image", f"image #{record.id}", record.original_name or "", conn)  # type: ignore[attr-defined]
             record.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """One image of a batch, checked and written to the staging folder (its pixels are not kept)."""
+
+    sha: str
+    file: str  # where it will lie, relative to the data folder: images/ab/<sha256>.<ext>
+    staged: Path
+    name: str | None
+    width: int
+    height: int
+    phash: str
+    boxes: Detections | None
+    frame: VideoFrameSource | None
+
+
+class ImageBatch:
+    """Images checked and staged one by one, then stored together in one transaction.
+
+    :meth:`add` does the slow part outside the database's write lock (read, decode, check, hash,
+    write the file to a staging folder under ``<data dir>/tmp``) and raises ValueError for an image
+    that cannot be stored, leaving the batch as it was, so a caller may skip it and go on.
+    :meth:`commit` takes the write lock once, moves the staged files into ``images/`` and inserts
+    every row and box; on any error it removes the files it moved and the transaction rolls back:
+    nothing of the batch is stored. Files only appear under the lock, so a concurrent import of
+    the same bytes never sees a row without its file. Use it in a ``with`` block: leaving it
+    removes the staging folder, committed or not. One image's pixels are in memory at a time.
+    Boxes are xyxy pixels of the image as decoded (RGB, EXIF rotation applied).
+    """
+
+    def __init__(self, store: ImagesMixin, split: str = "unassigned") -> None:
+        check_split(split)
+        store.require("import")  # type: ignore[attr-defined]
+        self.store, self.split = store, split
+        self._staged: list[_Staged] = []
+        self._seen: dict[str, tuple[str, bool]] = {}  # sha256 -> (the first image's name, it has boxes)
+        self._stored_classes = store.classes()
+        self._new_classes: list[str] = []
+        self._folder: Path | None = None
+
+    def __enter__(self) -> ImageBatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+    def __len__(self) -> int:
+        return len(self._staged)
+
+    def add_class(self, name: str) -> None:
+        """Add a foreground class name, stored with the batch (no-op when it exists)."""
+        if not isinstance(name, str) or not name.strip() or name.strip() == BACKGROUND:
+            raise ValueError(f"class name: expected a non-empty name, got {short_name(repr(name))}")
+        self.store.require("label")  # type: ignore[attr-defined]
+        if name.strip() not in self.class_names():
+            self._new_classes.append(name.strip())
+
+    def class_names(self) -> tuple[str, ...]:
+        """The vocabulary boxes of this batch may use: background, the store's classes, the added ones."""
+        return (BACKGROUND, *self._stored_classes, *self._new_classes)
+
+    def add(self, source: ImageSource, name: str | None = None, boxes: Detections | None = None, *,
+            frame: VideoFrameSource | None = None, array_format: str = "PNG", phash: str | None = None,
+            expected_size: tuple[int, int] | None = None) -> None:
+        """Check and stage one image (arguments as :meth:`Store.add_image`; boxes xyxy px).
+
+        ``expected_size``: the (width, height) px its boxes were drawn on (a COCO entry's); a file
+        of another size is refused, as its boxes would land in the wrong place. The same bytes
+        twice in one batch are stored once, unless one of them has boxes (then the second is
+        refused: its boxes would be lost). Raises ValueError (see :meth:`Store.add_image`).
+        """
+        data, label, rgb = _image_bytes(source, name, array_format)
+        extension = stored_extension(data, label)
+        if rgb is None:
+            rgb = load_image(data, label)
+        height, width = rgb.shape[:2]
+        check_image_size(width, height, label)
+        if expected_size is not None and (width, height) != tuple(expected_size):
+            turned = " (turned by its EXIF orientation?)" if (height, width) == tuple(expected_size) else ""
+            raise ValueError(f"image {label}: the file is {width}x{height} px, not the {expected_size[0]}x"
+                             f"{expected_size[1]} its boxes were drawn on{turned}")
+        if boxes is not None:
+            self._check_boxes(boxes, width, height, label)
+        sha = sha256_hex(data)
+        first, first_has_boxes = self._seen.get(sha, (None, False))
+        if first is not None and (first_has_boxes or boxes is not None):
+            raise ValueError(f"image {label}: the same picture (identical bytes) as {first} earlier in this "
+                             f"import; one of them has boxes, which would be lost")
+        phash = phash or perceptual_hash(rgb)
+        staged = self._staging() / f"{sha}{extension}"
+        if not staged.is_file():
+            atomic_write_bytes(staged, data)
+        self._seen[sha] = (label, boxes is not None)
+        self._staged.append(_Staged(sha, f"images/{sha[:2]}/{sha}{extension}", staged, name, width, height,
+                                    phash, boxes, frame))
+
+    def _check_boxes(self, boxes: Detections, width: int, height: int, label: str) -> None:
+        check_boxes_inside(boxes.xyxy, width, height, f"image {label}")
+        unknown = sorted(set(boxes.names) - set(self.class_names()[1:]))
+        if unknown:
+            raise ValueError(f"class name: {unknown} not in the dataset's classes {sorted(self.class_names()[1:])}")
+
+    def _staging(self) -> Path:
+        if self._folder is None:
+            scratch = self.store.inside("tmp")
+            scratch.mkdir(parents=True, exist_ok=True)
+            self._folder = Path(tempfile.mkdtemp(prefix="import-", dir=scratch))
+        return self._folder
+
+    def commit(self, action: str | None = None, target: str = "", note: str = "") -> list[tuple[ImageRecord, bool]]:
+        """Store the added classes and every staged image in one transaction: all or none.
+
+        Returns (record, created) per image, in the order added; an image already stored (same
+        bytes, or the same video frame) comes back as it is, with ``False``, its boxes unchanged.
+        ``action``: also add ONE line to the activity log — ``target``, how many images were added
+        and found, and ``note`` — in the same transaction.
+        """
+        moved: list[Path] = []
+        with self.store.write_lock() as conn:
+            try:
+                conn.executemany("INSERT OR IGNORE INTO classes(name) VALUES (?)", [(c,) for c in self._new_classes])
+                results = [self._insert(conn, item, moved) for item in self._staged]
+                if action is not None:
+                    added = sum(created for _, created in results)
+                    detail = f"{added} images added, {len(results) - added} already stored{', ' if note else ''}{note}"
+                    self.store.record(action, target, detail, conn)  # type: ignore[attr-defined]
+            except BaseException:
+                for path in moved:  # still under the lock: no other process has seen these files
+                    path.unlink(missing_ok=True)
+                raise
+        self._stored_classes, self._new_classes = (*self._stored_classes, *self._new_classes), []
+        self._staged, self._seen = [], {}
+        return results
+
+    def _insert(self, conn: sqlite3.Connection, item: _Staged, moved: list[Path]) -> tuple[ImageRecord, bool]:
+        """Insert one staged image (moving its file into place) unless it is stored already."""
+        row = conn.execute("SELECT * FROM images WHERE sha256 = ?", (item.sha,)).fetchone()
+        if row is None and item.frame is not None:
+            row = conn.execute("SELECT * FROM images WHERE video_id = ? AND frame_index = ?",
+                               (int(item.frame[0]), int(item.frame[1]))).fetchone()
+        if row is not None:
+            return self.store._image(row), False
+        path = self.store.inside(item.file)
+        if not path.is_file():  # else a file an interrupted import left: the same bytes (named by their hash)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(item.staged, path)
+            moved.append(path)
+        video_id, frame_index, frame_time = item.frame if item.frame is not None else (None, None, None)
+        cur = conn.execute(
+            "INSERT INTO images(sha256, file, original_name, width, height, split, video_id, frame_index, "
+            "frame_time, phash, added_by) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (item.sha, item.file, item.name, item.width, item.height, self.split, video_id, frame_index, frame_time,
+             item.phash, self.store.user.name))  # type: ignore[attr-defined]
+        image_id = int(cur.lastrowid)  # type: ignore[arg-type]
+        if item.boxes is not None:
+            self.store._write_boxes(conn, image_id, item.boxes, item.width, item.height)
+        return self.store._image(conn.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()), True
+
+    def discard(self) -> None:
+        """Forget what was staged and remove the staging folder (committed images stay stored)."""
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+        self._staged, self._seen, self._new_classes = [], {}, []
