@@ -390,3 +390,17 @@ def test_training_on_a_tiny_array_fails_in_one_line_not_in_torchvision():
     dataset = LabeledDataset.from_lists([rgb, rgb], [[[0, 0, 2, 2]], [[0, 0, 2, 2]]], [["cow"], ["cow"]])
     with pytest.raises(ValueError, match=r"^image [01]: 3x3 px is too small; .*remove it from the data"):
         new_tiny_box().train(dataset, iterations=1, batch_size=2)
+
+
+def test_a_staging_folder_left_by_a_killed_import_is_removed_by_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    from cowdetect.store import Store
+    store = Store(tmp_path / "data")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = store.inside("tmp") / f"import-{int(dead.stdout)}-abc"
+    left.mkdir(parents=True)
+    (left / "half.png").write_bytes(b"staged, never committed")
+    record, created = store.add_image(np.full((40, 40, 3), 90, np.uint8), name="next.png")
+    assert created and not left.exists()

@@ -418,7 +418,8 @@ class ImageBatch:
         if self._folder is None:
             scratch = self.store.inside("tmp")
             scratch.mkdir(parents=True, exist_ok=True)
-            self._folder = Path(tempfile.mkdtemp(prefix="import-", dir=scratch))
+            _remove_abandoned_staging(scratch)
+            self._folder = Path(tempfile.mkdtemp(prefix=f"import-{os.getpid()}-", dir=scratch))
         return self._folder
 
     def commit(self, action: str | None = None, target: str = "", note: str = "") -> list[tuple[ImageRecord, bool]]:
@@ -476,3 +477,22 @@ class ImageBatch:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
         self._staged, self._seen, self._new_classes = [], {}, []
+
+
+def _remove_abandoned_staging(scratch: Path) -> None:
+    """Remove staging folders of imports whose process is gone (killed between staging and commit):
+    no row ever points into them, and nobody else would clean them up."""
+    for folder in scratch.glob("import-*-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
