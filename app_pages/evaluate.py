@@ -6,6 +6,7 @@ import streamlit as st
 
 import ui
 from cowdetect import jobs
+from cowdetect.accounts import PermissionDenied
 from cowdetect.metrics import worst_first
 
 st.title("Evaluate")
@@ -34,10 +35,16 @@ if not settings:
 cached = {m: jobs.cached_evaluation(store, s) for m, s in settings.items()}
 missing = {settings[m]["model"] for m, r in cached.items() if r is None}  # as the runs store them
 jobs.mark_interrupted(store)
-if missing and st.button(f"Evaluate {len(missing)} model(s) on {split}", type="primary"):
-    for model, result in cached.items():
-        if result is None:
-            ui.launch(store, jobs.create_evaluation_run, settings[model])
+may_evaluate = store.user.may("evaluate")
+if missing and st.button(f"Evaluate {len(missing)} model(s) on {split}", type="primary", disabled=not may_evaluate,
+                         help="background runs (need the trainer role)"):
+    try:
+        for model, result in cached.items():
+            if result is None:
+                ui.launch(store, jobs.create_evaluation_run, settings[model])
+    except (ValueError, PermissionDenied) as exc:
+        st.error(str(exc))
+        st.stop()
     st.rerun()
 
 

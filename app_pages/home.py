@@ -1,8 +1,9 @@
-"""Home: what cowdetect does and the state of the data folder."""
+"""Home: what cowdetect does, the state of the data folder, who did what lately and the last backup."""
 
 import streamlit as st
 
 import ui
+from cowdetect.accounts import PermissionDenied
 
 st.title("🐄 cowdetect")
 st.markdown(
@@ -28,9 +29,13 @@ def overview() -> None:
     if counts["images"] == 0:
         st.info("The data folder is empty. Generate the demo pasture images, boxes and video "
                 "(about a minute; no internet needed), or run `python -m cowdetect demo`.")
-        if st.button("Generate demo data", type="primary"):
-            ui.start_demo_generation(store)
-            st.toast("Generating demo data…")
+        if st.button("Generate demo data", type="primary", disabled=not store.user.may("import"),
+                     help="needs the labeler role or higher"):
+            try:
+                ui.start_demo_generation(store)
+                st.toast("Generating demo data…")
+            except PermissionDenied as exc:
+                st.error(str(exc))
 
 
 overview()
@@ -57,3 +62,11 @@ if results:
     st.subheader("Latest evaluations")
     st.dataframe(ui.results_table(results)[["model", "split", "mAP", "mAP50", "mAP75", "when"]], hide_index=True,
                  width="stretch")
+
+st.subheader("Recent activity")
+activity = store.activity(20)
+if activity:
+    st.dataframe(ui.activity_table(activity), hide_index=True, width="stretch")
+else:
+    st.caption("Nothing recorded yet: imports, labels, runs and account changes appear here with who made them.")
+st.caption(ui.backup_note(store.setting("last_backup")))

@@ -5,6 +5,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 import ui
+from cowdetect.accounts import PermissionDenied
 
 st.title("Label")
 store = ui.store()
@@ -14,6 +15,11 @@ if not store.count_images():
 if "label_editor" not in st.session_state:
     st.session_state["label_editor"] = ui.LabelEditor(store)
 editor: ui.LabelEditor = st.session_state["label_editor"]  # the edit state: ui/editor.py
+editor.store = store  # this run's: acts as the session's user with their role as of now
+may_label = store.user.may("label")
+if not may_label:
+    st.caption(f"You are signed in as a {store.user.role}: you can look and try boxes, not save them (that needs "
+               "the labeler role).")
 
 for kind, text in editor.take_flash():
     getattr(st, kind)(text)
@@ -70,17 +76,17 @@ for n, (label, shortcut, how) in enumerate(ui.MOVES):  # zoom in, out, fit; then
                                           args=(current, here, target))
 buttons = st.columns(7)
 buttons[0].button("Save", type="primary", shortcut="S", key=f"save-{here}", on_click=editor.save,
-                  args=(current, here, editor.version))
+                  args=(current, here, editor.version), disabled=not may_label)
 buttons[1].button("Accept all", shortcut="A", key=f"accept-{here}", on_click=editor.save,
                   args=(current, here, editor.version, targets["unlabeled"]), help="Save and go to the next to label",
-                  disabled=not any(b["suggested"] for b in current))  # S saves an image with no cow
-if buttons[2].button("Suggest boxes", shortcut="G", key=f"suggest-{here}"):
-    box, model_label = ui.detector_for(store, "active")
+                  disabled=not may_label or not any(b["suggested"] for b in current))  # S saves an image with no cow
+if buttons[2].button("Suggest boxes", shortcut="G", key=f"suggest-{here}", disabled=not may_label):
     try:
+        box, model_label = ui.detector_for(store, "active")
         with st.spinner("Detecting…"):
             found = box.predict(record.path, tiles=tiles).with_class_names(store.class_names()).above(threshold)
         editor.suggest(found, current, model_label, threshold)  # stored as the image's suggestion set
-    except ValueError as exc:  # e.g. a grid too fine for this image
+    except (ValueError, PermissionDenied) as exc:  # e.g. a grid too fine for this image; the role
         st.error(str(exc))
         st.stop()
     st.rerun()
@@ -95,6 +101,6 @@ if editor.pending is not None:
     st.warning("This image has unsaved changes.")
     a, b, c = st.columns(3)
     a.button("Save and go", type="primary", key=f"save_go-{here}", on_click=editor.save,
-             args=(current, here, editor.version, editor.pending))
+             args=(current, here, editor.version, editor.pending), disabled=not may_label)
     b.button("Discard and go", key=f"discard_go-{here}", on_click=editor.move, args=(editor.pending, False))
     c.button("Stay", key=f"stay-{here}", on_click=editor.stay)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+from cowdetect.accounts import PermissionDenied
 
 st.title("Models")
 store = ui.store()
@@ -37,16 +38,20 @@ def act(action: str, model_id: int, label: str) -> None:
             state["sure"] = False  # the next delete asks again
             done = f"Deleted {label}."
         ui.flash("models_flash", "success", done)
-    except ValueError as exc:
+    except (ValueError, PermissionDenied) as exc:  # the library checks the role too
         ui.flash("models_flash", "error", str(exc))
 
 
 c1, c2, c3 = st.columns(3)
 args = (model_id, labels[model_id])
-c1.button("Set active", type="primary", key=f"active-{model_id}", on_click=act, args=("active", *args))
-c2.text_input("New name", key="new_name")
-c2.button("Rename", key=f"rename-{model_id}", on_click=act, args=("rename", *args))
-c3.checkbox("Really delete", key="sure")
-c3.button("Delete", key=f"delete-{model_id}", disabled=not state["sure"], on_click=act, args=("delete", *args))
+if store.user.may("manage_models"):  # only a courtesy: the store refuses the others
+    c1.button("Set active", type="primary", key=f"active-{model_id}", on_click=act, args=("active", *args))
+    c2.text_input("New name", key="new_name")
+    c2.button("Rename", key=f"rename-{model_id}", on_click=act, args=("rename", *args))
+else:
+    c1.caption(f"Setting the active model and renaming need the trainer role; you are a {store.user.role}.")
+if store.user.may("delete"):
+    c3.checkbox("Really delete", key="sure")
+    c3.button("Delete", key=f"delete-{model_id}", disabled=not state["sure"], on_click=act, args=("delete", *args))
 ui.show_flash("models_flash")
 ui.effort_section(store)

@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from cowdetect import jobs
+from cowdetect.accounts import PermissionDenied
 from cowdetect.config import TrackConfig
 from cowdetect.tracking import DISTANCES
 from cowdetect.video import VIDEO_SUFFIXES
@@ -11,16 +12,18 @@ from cowdetect.video import VIDEO_SUFFIXES
 st.title("Track")
 store = ui.store()
 defaults = TrackConfig()
+may_import, may_track = store.user.may("import"), store.user.may("track")
 
-with st.expander("Upload a video", expanded=not store.videos()):
-    upload = st.file_uploader("Video of cows", type=[s.lstrip(".") for s in VIDEO_SUFFIXES], key="video_upload")
+with st.expander("Upload a video", expanded=may_import and not store.videos()):
+    upload = st.file_uploader("Video of cows", type=[s.lstrip(".") for s in VIDEO_SUFFIXES], key="video_upload",
+                              disabled=not may_import)
     truth = st.file_uploader("Ground truth, MOTChallenge text (optional: adds MOTA and IDF1)", type=["txt"],
-                             key="gt_upload")
+                             key="gt_upload", disabled=not may_import)
     if upload is not None and st.session_state.get("added_upload") != (upload.file_id, truth and truth.file_id):
         try:
             video, note = jobs.add_video(store, upload.getvalue(), upload.name,
                                          truth.getvalue().decode("utf-8") if truth is not None else None)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, PermissionDenied) as exc:
             st.error(f"Not added: {exc}")
         else:
             st.session_state["added_upload"] = (upload.file_id, truth and truth.file_id)
@@ -53,17 +56,18 @@ with st.form("track"):
                             key="delay")
     every = c6.number_input("Detect every k-th frame", 1, 30, defaults.detect_every, key="every",
                             help="Norfair's Kalman filter predicts the frames in between")
-    go = st.form_submit_button("Track", type="primary")
+    go = st.form_submit_button("Track", type="primary", disabled=not may_track,
+                               help="a background run (needs the trainer role)")
 
 if go:
     try:
         settings = jobs.tracking_settings(store, video_id, model=model, score_threshold=score, distance=distance,
                                           distance_threshold=threshold or None, hit_counter_max=int(hit_max),
                                           initialization_delay=int(delay), detect_every=int(every), tiles=tiles)
-    except ValueError as exc:
+        st.session_state["track_run"] = ui.launch(store, jobs.create_tracking_run, settings)
+    except (ValueError, PermissionDenied) as exc:
         st.error(str(exc))
         st.stop()
-    st.session_state["track_run"] = ui.launch(store, jobs.create_tracking_run, settings)
 
 jobs.mark_interrupted(store)
 runs = [r for r in store.runs("track") if r.params["video_id"] == video_id]
@@ -83,8 +87,11 @@ def live(run_id: int) -> None:
     preview = jobs.track_outputs(store, run_id)["preview"]
     if preview.is_file():
         st.image(str(preview), caption="latest annotated frame", width=640)
-    if st.button("Stop", key=f"stop{run_id}"):
-        jobs.request_stop(store, run_id)
+    if st.button("Stop", key=f"stop{run_id}", disabled=not may_track):
+        try:
+            jobs.request_stop(store, run_id)
+        except (ValueError, PermissionDenied) as exc:
+            st.error(str(exc))
 
 
 current = store.run(chosen)

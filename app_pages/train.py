@@ -4,10 +4,12 @@ import streamlit as st
 
 import ui
 from cowdetect import jobs
+from cowdetect.accounts import PermissionDenied
 from cowdetect.config import RUN_DEFAULTS, TRAIN_DEFAULTS
 
 st.title("Train")
 store = ui.store()
+may_train = store.user.may("train")
 st.caption(f"{len(store.dataset('train'))} labeled training images · {len(store.dataset('val'))} validation · "
            f"{len(store.dataset('test'))} test. Runs continue in the background: close the tab, come back later.")
 
@@ -47,7 +49,8 @@ with st.form("settings"):
     backbone_lr = fraction(r2, "Backbone learning rate (× heads')", "backbone_lr", (1.0, 0.3, 0.1))
     keep_start = fraction(r3, "Keep starting weights (WiSE-FT)", "keep_start", (0.0, 0.25, 0.5, 0.75))
     estimate = st.form_submit_button("Estimate duration")
-    start = st.form_submit_button("Start training", type="primary")
+    start = st.form_submit_button("Start training", type="primary", disabled=not may_train,
+                                  help="a background run (needs the trainer role)")
 
 if estimate or start:
     try:
@@ -68,7 +71,10 @@ if estimate or start:
                 if per else f"No earlier run of {how[0]} with batch {how[1]} on {how[2]} to measure from: the time "
                 "left appears once the run has done a few iterations.")
     if start:
-        st.session_state["run_id"] = ui.launch(store, jobs.create_training_run, settings)
+        try:
+            st.session_state["run_id"] = ui.launch(store, jobs.create_training_run, settings)
+        except (ValueError, PermissionDenied) as exc:
+            st.error(str(exc))
 
 jobs.mark_interrupted(store)
 runs = store.runs("train")
@@ -90,11 +96,15 @@ def live(run_id: int) -> None:
     if run.error:
         st.error(run.error)
     b1, b2 = st.columns(2)
-    if run.active and b1.button("Stop", key=f"stop{run_id}"):
-        jobs.request_stop(store, run_id)
-    if run.status in ("stopped", "failed", "interrupted") and b2.button("Resume", key=f"resume{run_id}"):
-        jobs.prepare_resume(store, run_id)
-        jobs.start_worker(store, run_id)
+    try:
+        if run.active and b1.button("Stop", key=f"stop{run_id}", disabled=not may_train):
+            jobs.request_stop(store, run_id)
+        if run.status in ("stopped", "failed", "interrupted") and b2.button("Resume", key=f"resume{run_id}",
+                                                                             disabled=not may_train):
+            jobs.prepare_resume(store, run_id)
+            jobs.start_worker(store, run_id)
+    except (ValueError, PermissionDenied) as exc:
+        st.error(str(exc))
     ui.loss_charts(info, run_id)
     if run.status == "done" and run.metrics.get("after"):
         ui.training_scores(run.metrics)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cowdetect.accounts import PermissionDenied
 from cowdetect.detections import Detections
 from cowdetect.store import ImageRecord, Store, SuggestionSet
 
@@ -202,6 +203,7 @@ class LabelEditor:
         Callbacks get the values of the run that drew the button, so a click that Streamlit
         delivers to two runs (a rerun racing the click) saves once and moves once: a store
         newer than ``opened_version`` that already holds exactly ``boxes`` is this very save.
+        A user whose role may not label is refused by the store: the edits stay, with one error line.
         """
         classes = self.store.classes()
         unknown = sorted({b["label"] for b in boxes} - set(classes))
@@ -213,7 +215,11 @@ class LabelEditor:
                 same_boxes(stored_boxes(self.store, image_id), boxes)):
             dets = Detections.from_names(np.array([b["xyxy"] for b in boxes], np.float32).reshape(-1, 4),
                                          [b["label"] for b in boxes], self.store.class_names())
-            version = self.store.set_boxes(image_id, dets)
+            try:
+                version = self.store.set_boxes(image_id, dets)
+            except PermissionDenied as exc:  # the role (checked by the store): keep the edits on screen
+                self.flash = [("error", f"Not saved: {exc}")]
+                return
             self.flash = [("success", f"Saved {len(boxes)} boxes on image {image_id}.")]
             if version != opened_version + 1:
                 self.flash.append(("warning", "Saved — over boxes another session had saved meanwhile (the later "

@@ -8,7 +8,7 @@ import streamlit as st
 from cowdetect import jobs
 from cowdetect.store import SPLITS, RunRecord, Store
 
-from .runs import follow_run, resume_run, start_run
+from .runs import follow_run, may_run, resume_run, start_run
 from .widgets import model_picker, show_flash, tiles_picker
 
 ALL = "all unlabeled images"
@@ -22,7 +22,7 @@ def _last(store: Store, run: RunRecord) -> None:
         return
     st.warning(f"Run {run.id} ({run.params['model_label']}) {run.status}: {counts} so far. {run.error or ''}")
     st.button(f"Resume run {run.id}", key=f"prelabel-resume-{run.id}", on_click=resume_run,
-              args=(store, run.id, "prelabel_flash"))
+              args=(store, run.id, "prelabel_flash"), disabled=not may_run(store, run.kind))
 
 
 def prelabel_panel(store: Store, key: str = "prelabel") -> None:
@@ -43,7 +43,7 @@ def prelabel_panel(store: Store, key: str = "prelabel") -> None:
     if running is not None:
         follow_run(store, running.id, "image", label=f"{running.params['model_label']}: ", key="prelabel")
         return
-    if st.button("Pre-label", type="primary", key=f"{key}_start"):
+    if st.button("Pre-label", type="primary", key=f"{key}_start", disabled=not may_run(store, "prelabel")):
         start_run(store, lambda: jobs.prelabel_settings(store, model, None if target == ALL else target,
                                                         target == ALL, threshold, tiles=tiles),
                   jobs.create_prelabel_run)

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from cowdetect import jobs
+from cowdetect.accounts import RUN_ACTIONS, PermissionDenied
 from cowdetect.mot import counts_per_frame, read_mot, track_table
 from cowdetect.store import RunRecord, Store
 
@@ -24,16 +25,21 @@ def launch(store: Store, create: Callable[[Store, dict[str, Any]], int], setting
     return run_id
 
 
+def may_run(store: Store, kind: str) -> bool:
+    """Whether the store's user may start, stop or resume runs of ``kind`` (the library checks anyway)."""
+    return store.user.may(RUN_ACTIONS.get(kind, "train"))
+
+
 def start_run(store: Store, settings_of: Callable[[], dict[str, Any]],
               create: Callable[[Store, dict[str, Any]], int]) -> None:
     """A start button's action: check the settings (``settings_of`` raises ValueError: shown as one
-    line, nothing queued), queue the run and start its worker (:func:`launch`), draw the page anew."""
+    line, nothing queued), queue the run and start its worker (:func:`launch`), draw the page anew.
+    A user whose role may not start it gets one line too (PermissionDenied)."""
     try:
-        settings = settings_of()
-    except ValueError as exc:
+        launch(store, create, settings_of())
+    except (ValueError, PermissionDenied) as exc:
         st.error(str(exc))
         return
-    launch(store, create, settings)
     st.rerun()
 
 
@@ -62,16 +68,27 @@ def follow_run(store: Store, run_id: int, unit: str, label: str = "", key: str =
     if not run.active:
         st.rerun(scope="app")
     progress_bar(run, unit, label=label)
-    st.button("Stop", key=f"{key}-stop-{run_id}", on_click=jobs.request_stop, args=(store, run_id))
+    st.button("Stop", key=f"{key}-stop-{run_id}", on_click=stop_run, args=(store, run_id, f"{key}_stop_flash"),
+              disabled=not may_run(store, run.kind))
+    show_flash(f"{key}_stop_flash")
+
+
+def stop_run(store: Store, run_id: int, flash_key: str) -> None:
+    """Button callback: ask a run to stop; a refusal (the role) is flashed under ``flash_key``, not raised."""
+    try:
+        jobs.request_stop(store, run_id)
+    except (ValueError, PermissionDenied) as exc:
+        flash(flash_key, "error", str(exc))
 
 
 def resume_run(store: Store, run_id: int, flash_key: str) -> None:
     """Button callback: queue a stopped, failed or interrupted run again and start its worker; why
-    not (e.g. a click delivered twice finds it queued) is flashed under ``flash_key``, not raised."""
+    not (e.g. a click delivered twice finds it queued, or the user's role) is flashed under
+    ``flash_key``, not raised."""
     try:
         jobs.prepare_resume(store, run_id)
         jobs.start_worker(store, run_id)
-    except ValueError as exc:
+    except (ValueError, PermissionDenied) as exc:
         flash(flash_key, "warning", str(exc))
 
 
@@ -155,8 +172,8 @@ def to_label_section(store: Store, run: RunRecord) -> None:
     if imports and imports[0].active:
         follow_run(store, imports[0].id, "frame", label="Adding frames: ", key="tolabel")
         return
-    if st.button(f"Add {len(chosen)} frames to the dataset", type="primary", disabled=not chosen,
-                 key=f"tolabel-add-{run.id}"):
+    if st.button(f"Add {len(chosen)} frames to the dataset", type="primary",
+                 disabled=not chosen or not may_run(store, "frames"), key=f"tolabel-add-{run.id}"):
         start_run(store, lambda: jobs.frames_settings(store, run.params["video_id"], from_run=run.id, frames=chosen),
                   jobs.create_frames_run)
     show_flash("tolabel_flash")
@@ -177,7 +194,7 @@ def _frames_added(store: Store, run: RunRecord) -> None:
         return
     st.warning(f"Adding frames (run {run.id}) {run.status}: {run.error or ''} {note if report.added else ''}")
     st.button(f"Resume run {run.id}", key=f"tolabel-resume-{run.id}", on_click=resume_run,
-              args=(store, run.id, "tolabel_flash"))
+              args=(store, run.id, "tolabel_flash"), disabled=not may_run(store, run.kind))
 
 
 def compare_tracks(store: Store, done: Sequence[RunRecord]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Callable, Sequence
 from urllib.parse import urlencode
 
@@ -72,3 +73,26 @@ def track_comparison(runs: Sequence[RunRecord]) -> pd.DataFrame:
                      **{k: mot.get(k) for k in ("mota", "idf1", "id_switches", "fragmentations",
                                                 "mostly_tracked", "mostly_lost")}})
     return pd.DataFrame(rows).set_index("run")
+
+
+def activity_table(rows: Sequence[dict]) -> pd.DataFrame:
+    """The activity log (:meth:`Store.activity` rows, newest first) as when (UTC) · who · what."""
+    return pd.DataFrame([{"when (UTC)": r["at"], "who": r["user"],
+                          "what": " · ".join(str(v) for v in (r["action"], r["target"], r["detail"]) if v)}
+                         for r in rows], columns=["when (UTC)", "who", "what"])
+
+
+def backup_note(setting: str | None) -> str:
+    """One line on the last backup from the ``last_backup`` setting (JSON the backup command
+    writes: when and which archive), or how to make one."""
+    if not setting:
+        return "Last backup: never — `python -m cowdetect backup OUT.tar.gz`"
+    try:
+        info = json.loads(setting)
+    except ValueError:
+        info = setting
+    if not isinstance(info, dict):
+        return f"Last backup: {info}"
+    when = next((info[k] for k in ("at", "when", "created_at", "time") if info.get(k)), "?")
+    archive = next((info[k] for k in ("archive", "path", "out", "file") if info.get(k)), None)
+    return f"Last backup: {when}" + (f" (`{archive}`)" if archive else "")

@@ -9,11 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from cowdetect import jobs
+from cowdetect.accounts import PermissionDenied
 from cowdetect.frames import MIN_CHANGE_BITS, FrameImport, check_settings
 from cowdetect.store import SPLITS, RunRecord, Store
 from cowdetect.video import VIDEO_SUFFIXES
 
-from .runs import follow_run, launch, resume_run
+from .runs import follow_run, launch, may_run, resume_run
 from .widgets import show_flash
 
 HOW = {"every": "One frame every … seconds", "count": "This many frames, spread evenly"}
@@ -51,21 +52,22 @@ def _last(store: Store, run: RunRecord) -> None:
         if run.status != "failed":
             st.warning(f"Run {run.id} ({run.params['video_name']}) {run.status}. {run.error or ''}")
         st.button(f"Resume run {run.id}", key=f"frames-resume-{run.id}", on_click=resume_run,
-                  args=(store, run.id, "frames_flash"))
+                  args=(store, run.id, "frames_flash"), disabled=not may_run(store, run.kind))
 
 
 def _start(store: Store, upload: Any, stored: int | None, every: float | None, count: int | None, split: str,
            min_change: int) -> None:
     """Check the settings, store an upload, start the import job and rerun to follow it; a
-    ValueError is shown (nothing started, an upload not stored when the settings are wrong)."""
+    ValueError or a refusal (the role) is shown in one line (nothing started, an upload not stored
+    when the settings are wrong)."""
     try:
         check_settings(every, count, split, min_change)  # before an upload is stored
         settings = jobs.frames_settings(store, _video_id(store, upload, stored), every=every, count=count,
                                         split=split, min_change=min_change)
-    except ValueError as exc:
+        launch(store, jobs.create_frames_run, settings)
+    except (ValueError, PermissionDenied) as exc:
         st.error(str(exc))
         return
-    launch(store, jobs.create_frames_run, settings)
     st.rerun()
 
 
@@ -91,7 +93,7 @@ def frames_from_video(store: Store) -> None:
         min_change = c4.number_input("Min change (hash bits)", 0, 64, MIN_CHANGE_BITS, key="frames_min_change",
                                      help="Skip a frame that differs from the last one kept in fewer of the 64 "
                                           "bits of their perceptual hashes (0 keeps all).")
-        submitted = st.form_submit_button("Import frames", type="primary")
+        submitted = st.form_submit_button("Import frames", type="primary", disabled=not may_run(store, "frames"))
     if submitted:
         every, count = (float(amount), None) if how == "every" else (None, int(round(amount)))
         _start(store, upload, stored, every, count, split, int(min_change))

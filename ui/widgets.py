@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 import streamlit as st
 
+from cowdetect.accounts import PermissionDenied
 from cowdetect.formats import ImportReport, zip_entries
+from cowdetect.import_roots import FolderImages, import_roots
 from cowdetect.store import ImageRecord, Store
 
 from .images import thumbnail
@@ -52,17 +53,18 @@ def import_report(report: ImportReport) -> None:
         st.dataframe(pd.DataFrame(report.skipped, columns=["skipped", "why"]), hide_index=True, width="stretch")
 
 
-def coco_images(images_zip: Any, folder: str) -> tuple[dict[str, bytes] | Path, ImportReport]:
-    """The images of a COCO import: an uploaded zip (what could not be unpacked goes in the
-    report), else a folder on this server. ValueError says which is missing or wrong."""
+def coco_images(images_zip: Any, folder: str) -> tuple[dict[str, bytes], ImportReport]:
+    """The images of a COCO import, as {file name: bytes}: an uploaded zip (what could not be
+    unpacked goes in the report), else a folder on this server inside an import root
+    (:class:`cowdetect.import_roots.FolderImages`: read lazily, no file name leaves it).
+    ValueError says which is missing, or — in the same words for any refused folder — that the
+    folder is not allowed."""
     report = ImportReport()
     if images_zip is not None:
         return dict(zip_entries(images_zip.getvalue(), images_zip.name, report)), report
-    if folder and Path(folder).is_dir():
-        return Path(folder), report
-    if folder:
-        raise ValueError(f"{folder} is not a folder on this server")
-    raise ValueError("give the images: a zip, or a folder on this server")
+    if folder.strip():
+        return FolderImages(folder.strip()), report
+    raise ValueError("give the images: a zip of them" + (", or their folder on this server" if import_roots() else ""))
 
 
 def thumbnail_grid(records: Sequence[ImageRecord], captions: Sequence[str], columns: int = 8) -> None:
@@ -74,10 +76,14 @@ def thumbnail_grid(records: Sequence[ImageRecord], captions: Sequence[str], colu
 
 def move_button(store: Store, records: Sequence[ImageRecord], split: str, reset_key: str, where: Any = st) -> None:
     """A button that moves ``records`` (the images this run shows) to ``split``, then sets the
-    selectbox ``reset_key`` back to '—'. The callback gets these ids, and they key the button,
-    so a click Streamlit delivers to two runs cannot move the next page's images too."""
+    selectbox ``reset_key`` back to '—'; a refusal is flashed under 'move_flash'. The callback gets
+    these ids, and they key the button, so a click Streamlit delivers to two runs cannot move the
+    next page's images too."""
     def move(ids: list[int], target: str) -> None:
-        store.set_split(ids, target)
+        try:
+            store.set_split(ids, target)
+        except (ValueError, PermissionDenied) as exc:
+            flash("move_flash", "error", str(exc))
         st.session_state[reset_key] = "—"
 
     ids = [r.id for r in records]
