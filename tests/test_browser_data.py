@@ -1,5 +1,6 @@
 """Data page in chromium: upload images (one of them broken), then import a COCO file, first
-without its images (refused with a message), then with them as a zip."""
+without its images (refused with a message), then from server folders outside the import roots
+(refused in the same words, whether the folder exists or not), then with its images as a zip."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 from apprunner import CHROMIUM, CHROMIUM_ARGS, require_chromium, serve_app
 from cowdetect.demo import demo_image
 from cowdetect.images import encode_image
+from cowdetect.import_roots import NOT_ALLOWED
 from cowdetect.store import Store
 
 
@@ -34,8 +36,9 @@ def coco_with_images(tmp_path):
     return tmp_path / "cows.json", tmp_path / "cows.zip", annotations
 
 
-def test_upload_images_then_import_coco(tmp_path):
+def test_upload_images_then_import_coco(tmp_path, monkeypatch):
     require_chromium()
+    monkeypatch.setenv("COWDETECT_IMPORT_ROOTS", str(tmp_path / "allowed"))  # the app inherits it
     from playwright.sync_api import sync_playwright
 
     store = Store(tmp_path / "data")
@@ -67,12 +70,18 @@ def test_upload_images_then_import_coco(tmp_path):
         inputs.nth(0).set_input_files(str(coco_json))
         page.get_by_text("cows.json", exact=True).wait_for(timeout=30_000)
         panel.get_by_role("button", name="Import COCO").click()
-        page.get_by_text("give the images: a zip, or a folder on this server").wait_for(timeout=30_000)
-        panel.get_by_label("…or the images folder on this server (e.g. a COCO 2017 download)").fill(
-            str(tmp_path / "no-such-folder"))
-        panel.get_by_role("button", name="Import COCO").click()
-        page.get_by_text("no-such-folder is not a folder on this server").wait_for(timeout=30_000)
-        panel.get_by_label("…or the images folder on this server (e.g. a COCO 2017 download)").fill("")
+        no_images = page.get_by_text("give the images: a zip of them, or their folder on this server")
+        no_images.wait_for(timeout=30_000)
+        folder = panel.get_by_label("…or the images folder on this server", exact=False)
+        for where in (tmp_path / "no-such-folder", tmp_path):  # missing, and existing but outside
+            folder.fill(str(where))
+            panel.get_by_role("button", name="Import COCO").click()
+            page.get_by_text(NOT_ALLOWED).wait_for(timeout=30_000)
+            no_images.wait_for(state="detached", timeout=30_000)
+            folder.fill("")
+            panel.get_by_role("button", name="Import COCO").click()
+            no_images.wait_for(timeout=30_000)
+            page.get_by_text(NOT_ALLOWED).wait_for(state="detached", timeout=30_000)
         assert store.count_images() == 2  # nothing stored by the refused imports
 
         inputs.nth(1).set_input_files(str(coco_zip))
