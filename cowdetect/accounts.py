@@ -43,11 +43,19 @@ NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # Argon2 accepts more; a 1 MB "password" is an attack, not a password
 SESSION_SECONDS = 7 * 24 * 3600
+# after this many wrong passwords for one name, that name waits LOCK_SECONDS from the last one
+# (Argon2 makes each guess cost ~0.1 s; this makes an online guesser's rate about 5 per 15 minutes)
+MAX_FAILURES = 5
+LOCK_SECONDS = 15 * 60
 SECRET_FILE = "secret.key"
 
 
 class PermissionDenied(PermissionError):
     """The user's role does not allow the action (the message names user, role and action)."""
+
+
+class TooManyFailures(PermissionError):
+    """Too many wrong passwords for one name lately (the message says how long to wait)."""
 
 
 @dataclass(frozen=True)

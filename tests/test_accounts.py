@@ -203,3 +203,39 @@ def test_hashing_cost_keeps_logins_usable():
     start = time.perf_counter()
     assert accounts.password_matches(accounts.hash_password(PASSWORD), PASSWORD)
     assert time.perf_counter() - start < 2.0
+
+
+def test_log_out_everywhere_ends_every_token_of_that_account(team):
+    admin = team["admin"]
+    lea = User("lea", "labeler")
+    laptop, phone = admin.session_token(lea), admin.session_token(lea)
+    tom = admin.session_token(User("tom", "trainer"))
+    team["labeler"].end_sessions("lea")
+    assert admin.session_user(laptop) is None and admin.session_user(phone) is None
+    assert admin.session_user(tom) == User("tom", "trainer")  # other accounts stay signed in
+    assert admin.session_user(admin.session_token(lea)) == lea  # a new login works
+    with pytest.raises(PermissionDenied):
+        team["labeler"].end_sessions("tom")
+
+
+@pytest.mark.parametrize("name", ["lea", "nobody"])  # unknown names lock alike: the lock tells nothing
+def test_wrong_passwords_lock_a_name_for_a_while(team, name):
+    admin = team["admin"]
+    for _ in range(accounts.MAX_FAILURES):
+        assert admin.authenticate(name, "wrong password") is None
+    with pytest.raises(accounts.TooManyFailures, match="try again in 15 minutes"):
+        admin.authenticate(name, PASSWORD)
+    assert admin.authenticate("tom", PASSWORD) == User("tom", "trainer")  # other names are not locked
+    with admin.connect() as conn:  # fifteen minutes later
+        conn.execute("UPDATE login_failures SET last_at = last_at - ?", (accounts.LOCK_SECONDS + 1,))
+    assert admin.authenticate(name, PASSWORD) == (User("lea", "labeler") if name == "lea" else None)
+
+
+def test_a_right_password_clears_earlier_failures(team):
+    admin = team["admin"]
+    for _ in range(accounts.MAX_FAILURES - 1):
+        admin.authenticate("lea", "wrong password")
+    assert admin.authenticate("lea", PASSWORD) == User("lea", "labeler")
+    for _ in range(accounts.MAX_FAILURES - 1):
+        admin.authenticate("lea", "wrong password")
+    assert admin.authenticate("lea", PASSWORD) == User("lea", "labeler")

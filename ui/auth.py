@@ -14,7 +14,7 @@ import json
 import streamlit as st
 from streamlit import config as st_config
 
-from cowdetect.accounts import SESSION_SECONDS, PermissionDenied, User, local_user
+from cowdetect.accounts import SESSION_SECONDS, PermissionDenied, TooManyFailures, User, local_user
 from cowdetect.store import Store
 
 COOKIE = "cowdetect_session"
@@ -125,7 +125,11 @@ def login_form(base: Store) -> None:
 def log_in(base: Store, name: str, password: str) -> None:
     """The login form's action: on the right name and password start this session as that account
     (and rerun); else one neutral line that does not say which of the two was wrong."""
-    user = base.authenticate(name.strip(), password) if name.strip() and password else None
+    try:
+        user = base.authenticate(name.strip(), password) if name.strip() and password else None
+    except TooManyFailures as exc:
+        st.error(f"{str(exc)[0].upper()}{str(exc)[1:]}.")
+        return
     if user is None:
         st.error(WRONG)
         return
@@ -133,8 +137,10 @@ def log_in(base: Store, name: str, password: str) -> None:
     st.rerun()
 
 
-def log_out() -> None:
-    """Button callback: end this session's login and delete the cookie."""
+def log_out(base: Store, user: User) -> None:
+    """Button callback: end this account's sessions (here and on every other device: its tokens
+    stop working in the library) and delete the cookie."""
+    base.as_user(user).end_sessions(user.name)
     _start_session(None, ("info", "Logged out."))
 
 
@@ -179,4 +185,5 @@ def account_sidebar(base: Store, user: User) -> None:
                 st.text_input("New password", type="password", key="my_pw_new")
                 st.text_input("New password again", type="password", key="my_pw_again")
                 st.form_submit_button("Change password", on_click=_change_password, args=(base, user))
-        st.button("Log out", on_click=log_out, key="log_out")
+        st.button("Log out", on_click=log_out, args=(base, user), key="log_out",
+                  help="Ends your sessions on every device")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
-from ..accounts import (ACTIONS, PermissionDenied, User, check_name, check_role, hash_password, hash_stamp,
+from ..accounts import (ACTIONS, LOCK_SECONDS, MAX_FAILURES, PermissionDenied, TooManyFailures, User, check_name, check_role, hash_password, hash_stamp,
                         password_matches, read_session, session_secret, sign_session)
 from .base import StoreBase
 
@@ -125,17 +126,50 @@ class UsersMixin(StoreBase):
         return User(row["name"], row["role"]) if row else None
 
     def authenticate(self, name: str, password: str) -> User | None:
-        """The account when ``password`` is right, else None (the same for an unknown name)."""
-        row = self._one("SELECT name, role, password_hash FROM users WHERE name = ?", (str(name)[:200],))
+        """The account when ``password`` is right, else None (the same for an unknown name).
+
+        Raises:
+            TooManyFailures: :data:`~cowdetect.accounts.MAX_FAILURES` wrong passwords for this name
+                within :data:`~cowdetect.accounts.LOCK_SECONDS` (counted for unknown names too, so
+                the lock does not tell which names exist).
+        """
+        name = str(name)[:200]
+        self._check_failures(name)
+        row = self._one("SELECT name, role, password_hash FROM users WHERE name = ?", (name,))
         ok = password_matches(row["password_hash"] if row else _DUMMY_HASH, password)
-        return User(row["name"], row["role"]) if row and ok else None
+        with self.connect() as conn:
+            if row and ok:
+                conn.execute("DELETE FROM login_failures WHERE name = ?", (name,))
+                return User(row["name"], row["role"])
+            conn.execute("INSERT INTO login_failures(name, failures, last_at) VALUES (?, 1, ?) ON CONFLICT(name) "
+                         "DO UPDATE SET failures = failures + 1, last_at = excluded.last_at", (name, time.time()))
+        return None
+
+    def _check_failures(self, name: str) -> None:
+        row = self._one("SELECT failures, last_at FROM login_failures WHERE name = ?", (name,))
+        if row is None:
+            return
+        wait = row["last_at"] + LOCK_SECONDS - time.time()
+        if wait <= 0:
+            with self.connect() as conn:
+                conn.execute("DELETE FROM login_failures WHERE name = ?", (name,))
+        elif row["failures"] >= MAX_FAILURES:
+            raise TooManyFailures(f"too many wrong passwords for {name!r}: try again in {int(wait // 60) + 1} minutes")
 
     def session_token(self, user: User) -> str:
         """A signed login token for an account (see :func:`cowdetect.accounts.sign_session`)."""
-        row = self._one("SELECT password_hash FROM users WHERE name = ?", (user.name,))
+        row = self._one("SELECT password_hash, sessions FROM users WHERE name = ?", (user.name,))
         if row is None:
             raise ValueError(f"user {user.name!r}: no such account")
-        return sign_session(session_secret(self.data_dir), user.name, hash_stamp(row["password_hash"]))
+        return sign_session(session_secret(self.data_dir), user.name, _stamp(row))
+
+    def end_sessions(self, name: str) -> None:
+        """Log an account out everywhere: every token signed for it so far stops working. The
+        account's own user or an admin."""
+        if name.lower() != self.user.name.lower():
+            self.require("users")
+        with self.connect() as conn:
+            conn.execute("UPDATE users SET sessions = sessions + 1 WHERE name = ?", (name,))
 
     def session_user(self, token: str) -> User | None:
         """The account a token was signed for, if it is valid, unexpired, and the account still
@@ -143,8 +177,8 @@ class UsersMixin(StoreBase):
         got = read_session(session_secret(self.data_dir), token)
         if got is None:
             return None
-        row = self._one("SELECT name, role, password_hash FROM users WHERE name = ?", (got[0],))
-        if row is None or hash_stamp(row["password_hash"]) != got[1]:
+        row = self._one("SELECT name, role, password_hash, sessions FROM users WHERE name = ?", (got[0],))
+        if row is None or _stamp(row) != got[1]:
             return None
         return User(row["name"], row["role"])
 
@@ -174,3 +208,7 @@ class UsersMixin(StoreBase):
         with self.connect() as own:
             own.execute(sql, args)
 
+
+def _stamp(row: sqlite3.Row) -> str:
+    """What a session token is tied to: the password hash and the "log out everywhere" count."""
+    return hash_stamp(f"{row['password_hash']}:{row['sessions']}")
