@@ -328,6 +328,16 @@ def test_a_network_app_without_accounts_refuses(tmp_path, monkeypatch, address):
     assert not at.title and not at.metric  # no page ran
 
 
+def test_behind_a_proxy_require_login_refuses_without_accounts(tmp_path, monkeypatch):
+    # a reverse proxy reaches a loopback app from the network; COWDETECT_REQUIRE_LOGIN=1 says so
+    monkeypatch.setenv("COWDETECT_REQUIRE_LOGIN", "1")
+    store = Store(tmp_path / "data")
+    with server_address("127.0.0.1"):
+        at = app(store, monkeypatch)
+    assert len(at.error) == 1 and "127.0.0.1 behind a proxy" in at.error[0].value
+    assert not at.title and not at.metric
+
+
 @pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "::1"])
 def test_a_loopback_app_without_accounts_needs_no_login(tmp_path, monkeypatch, address):
     store = Store(tmp_path / "data")

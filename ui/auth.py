@@ -9,6 +9,7 @@ decides which user a session's store acts as (:func:`ui.store`).
 from __future__ import annotations
 
 import ipaddress
+import os
 import json
 
 import streamlit as st
@@ -89,8 +90,11 @@ def signed_in(base: Store) -> User | None:
     _write_cookie()
     if not base.has_accounts():
         address = listening_address()
-        if not is_loopback(address):
-            st.error(REFUSAL.format(address=address or "all interfaces"))
+        # behind a reverse proxy the app listens on loopback, yet the network reaches it:
+        # COWDETECT_REQUIRE_LOGIN=1 says so, and then no accounts means no entry either
+        if not is_loopback(address) or os.environ.get("COWDETECT_REQUIRE_LOGIN") == "1":
+            shown = address or "all interfaces"
+            st.error(REFUSAL.format(address=shown if is_loopback(address) is False else f"{shown} behind a proxy"))
             st.stop()
         return local_user()
     if TOKEN not in st.session_state:
