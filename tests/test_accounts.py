@@ -239,3 +239,74 @@ def test_a_right_password_clears_earlier_failures(team):
     for _ in range(accounts.MAX_FAILURES - 1):
         admin.authenticate("lea", "wrong password")
     assert admin.authenticate("lea", PASSWORD) == User("lea", "labeler")
+
+
+def test_parallel_login_attempts_cannot_pass_the_lock_together(team):
+    # each attempt is counted before its (slow) password check, so a burst gets MAX_FAILURES guesses
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(i: int) -> str:
+        try:
+            return "checked" if team["admin"].authenticate("ada", f"guess {i}") is None else "in"
+        except accounts.TooManyFailures:
+            return "locked"
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, range(16)))
+    assert outcomes.count("checked") == accounts.MAX_FAILURES and outcomes.count("locked") == 16 - accounts.MAX_FAILURES
+
+
+def test_a_new_password_unlocks_a_locked_name(team):
+    for _ in range(accounts.MAX_FAILURES):
+        team["admin"].authenticate("lea", "wrong password")
+    team["admin"].set_password("lea", "a fresh password")
+    assert team["admin"].authenticate("lea", "a fresh password") == User("lea", "labeler")
+
+
+RUN_WRITES = [
+    ("update_run", lambda s, r: s.update_run(r, status="queued", params={"device": "cpu", "evil": 1})),
+    ("add_points", lambda s, r: s.add_points(r, [{"iteration": 1, "loss": 0.0}])),
+    ("drop_points_after", lambda s, r: s.drop_points_after(r, 0)),
+    ("take_run", lambda s, r: s.take_run(r, os.getpid(), lambda pid: False)),
+    ("claim_device", lambda s, r: s.claim_device(r, "cpu", os.getpid(), lambda pid: False)),
+    ("start_worker", lambda s, r: __import__("cowdetect.jobs", fromlist=["start_worker"]).start_worker(s, r)),
+    ("set_setting", lambda s, r: s.set_setting("last_backup", '{"at": "forged"}')),
+    ("record", lambda s, r: s.record("delete model", "#1", "forged")),
+]
+
+
+@pytest.mark.parametrize("what, call", RUN_WRITES, ids=[w[0] for w in RUN_WRITES])
+@pytest.mark.parametrize("role", ["viewer", "labeler"])
+def test_run_rows_settings_and_the_log_refuse_roles_below_them(team, what, call, role):
+    run_id = create_run(team["trainer"], "train", {"device": "cpu"}, 10)
+    before = (team["admin"].run(run_id), team["admin"].activity(), team["admin"].setting("last_backup"))
+    with pytest.raises(PermissionDenied):
+        call(team[role], run_id)
+    assert (team["admin"].run(run_id), team["admin"].activity(), team["admin"].setting("last_backup")) == before
+
+
+def test_any_page_may_mark_a_dead_run_interrupted(team):
+    from cowdetect.jobs import mark_interrupted
+    run_id = create_run(team["trainer"], "train", {"device": "cpu"}, 10)
+    with team["admin"].connect() as conn:  # a worker that died: its pid is gone
+        conn.execute("UPDATE runs SET status = 'running', pid = 2147483646 WHERE id = ?", (run_id,))
+    assert mark_interrupted(team["viewer"]) == [run_id]
+    assert team["viewer"].run(run_id).status == "interrupted"
+
+
+def test_removing_or_demoting_an_account_stops_its_jobs(team):
+    admin = team["admin"]
+    admin.add_user("tim", "trainer", PASSWORD)
+    tim = admin.as_user(User("tim", "trainer"))
+    train, frames = create_run(tim, "train", {"device": "cpu"}, 10), create_run(tim, "frames", {"device": "io"}, 10)
+    toms = create_run(team["trainer"], "train", {"device": "cpu", "other": 1}, 10)
+    admin.set_role("tim", "labeler")  # may no longer train, may still import frames
+    assert [admin.run(r).stop_requested for r in (train, frames, toms)] == [True, False, False]
+    admin.remove_user("tim")
+    assert [admin.run(r).stop_requested for r in (train, frames, toms)] == [True, True, False]
+
+
+@pytest.mark.parametrize("name", ["x" * 65, "cow\nherd", "cow\x00", "\t"])
+def test_class_names_are_short_and_printable(team, name):
+    with pytest.raises(ValueError, match="class name"):
+        team["admin"].add_class(name)
+    assert team["admin"].classes() == ("cow",)

@@ -159,7 +159,7 @@ def _change_password(base: Store, user: User) -> None:
         if new != again:
             raise ValueError("the two new passwords differ")
         base.as_user(user).set_password(user.name, new)
-    except (ValueError, PermissionDenied) as exc:
+    except (ValueError, PermissionError) as exc:  # PermissionDenied, TooManyFailures
         state[FLASH] = ("error", f"Password not changed: {exc}")
         return
     token = base.session_token(user)

@@ -57,8 +57,7 @@ def mark_interrupted(store: Store) -> list[int]:
     """Mark queued/running runs whose process is gone as ``interrupted``; returns their ids."""
     gone = [r.id for r in store.runs() if r.status in ACTIVE and r.pid and not pid_alive(r.pid)]
     for run_id in gone:
-        store.update_run(run_id, status="interrupted", error="the worker process ended unexpectedly",
-                         finished_at=now())
+        store.mark_run_interrupted(run_id, "the worker process ended unexpectedly")
     return gone
 
 
@@ -84,6 +83,7 @@ def start_worker(store: Store, run_id: int) -> int | None:
     """Run a queued run in a new background process; returns its pid, or None when a live
     process already has it (a second click does not start a second worker)."""
     run = store.run(run_id)
+    store.require(RUN_ACTIONS.get(run.kind, "train"))
     if run.pid and pid_alive(run.pid):
         return None
     folder = store.inside(Path("runs") / f"run-{run_id}")

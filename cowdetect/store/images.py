@@ -28,6 +28,21 @@ VideoFrameSource = tuple[int, int, float]
 SPLITS = ("train", "val", "test", "unassigned")
 
 
+MAX_CLASS_NAME = 64
+
+
+def check_class_name(name: Any) -> str:
+    """A class name, stripped: 1 to 64 printable characters, not the background's name. Names are
+    drawn on images and listed on every page, so control characters and essays are refused."""
+    if not isinstance(name, str) or not name.strip() or name.strip() == BACKGROUND:
+        raise ValueError(f"class name: expected a non-empty name, got {short_name(repr(name))}")
+    name = name.strip()
+    if len(name) > MAX_CLASS_NAME or not name.isprintable():
+        raise ValueError(f"class name: expected up to {MAX_CLASS_NAME} printable characters (no newlines or "
+                         f"control characters), got {short_name(repr(name))}")
+    return name
+
+
 def check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {list(SPLITS)}, got {split!r}")
@@ -73,11 +88,10 @@ class ImagesMixin(StoreBase):
 
     def add_class(self, name: str) -> None:
         """Add a foreground class name (no-op when it exists)."""
-        if not name or not name.strip() or name == BACKGROUND:
-            raise ValueError(f"class name: expected a non-empty name, got {name!r}")
+        name = check_class_name(name)
         self.require("label")  # type: ignore[attr-defined]
         with self.connect() as conn:
-            conn.execute("INSERT OR IGNORE INTO classes(name) VALUES (?)", (name.strip(),))
+            conn.execute("INSERT OR IGNORE INTO classes(name) VALUES (?)", (name,))
 
     def class_names(self) -> tuple[str, ...]:
         """Vocabulary with the background at index 0."""
@@ -226,7 +240,7 @@ class ImagesMixin(StoreBase):
         self.require("label")  # type: ignore[attr-defined]
         with self.connect() as conn:
             conn.executemany("UPDATE images SET split = ? WHERE id = ?", [(split, int(i)) for i in image_ids])
-            self.record("move to split", f"{len(image_ids)} images", split, conn)  # type: ignore[attr-defined]
+            self._log(conn, "move to split", f"{len(image_ids)} images", split)  # type: ignore[attr-defined]
 
     # -- boxes --------------------------------------------------------------------------
     def _write_boxes(self, conn: sqlite3.Connection, image_id: int, boxes: Detections, width: int,
@@ -258,7 +272,7 @@ class ImagesMixin(StoreBase):
             if not was_labeled:  # the review of its suggestions; later edits of a labeled image are not
                 record_effort(conn, record.id, boxes)
             conn.execute("UPDATE images SET version = version + 1 WHERE id = ?", (record.id,))
-            self.record("save boxes", f"image #{record.id}", f"{len(boxes)} boxes", conn)  # type: ignore[attr-defined]
+            self._log(conn, "save boxes", f"image #{record.id}", f"{len(boxes)} boxes")  # type: ignore[attr-defined]
             return int(conn.execute("SELECT version FROM images WHERE id = ?", (record.id,)).fetchone()[0])
 
     def version(self, image_id: int) -> int:
@@ -309,7 +323,7 @@ class ImagesMixin(StoreBase):
         record = self.image(image_id)
         with self.write_lock() as conn:
             conn.execute("DELETE FROM images WHERE id = ?", (record.id,))
-            self.record("delete image", f"image #{record.id}", record.original_name or "", conn)  # type: ignore[attr-defined]
+            self._log(conn, "delete image", f"image #{record.id}", record.original_name or "")  # type: ignore[attr-defined]
             record.path.unlink(missing_ok=True)
 
 
@@ -363,11 +377,10 @@ class ImageBatch:
 
     def add_class(self, name: str) -> None:
         """Add a foreground class name, stored with the batch (no-op when it exists)."""
-        if not isinstance(name, str) or not name.strip() or name.strip() == BACKGROUND:
-            raise ValueError(f"class name: expected a non-empty name, got {short_name(repr(name))}")
+        name = check_class_name(name)
         self.store.require("label")  # type: ignore[attr-defined]
-        if name.strip() not in self.class_names():
-            self._new_classes.append(name.strip())
+        if name not in self.class_names():
+            self._new_classes.append(name)
 
     def class_names(self) -> tuple[str, ...]:
         """The vocabulary boxes of this batch may use: background, the store's classes, the added ones."""
@@ -438,7 +451,7 @@ class ImageBatch:
                 if action is not None:
                     added = sum(created for _, created in results)
                     detail = f"{added} images added, {len(results) - added} already stored{', ' if note else ''}{note}"
-                    self.store.record(action, target, detail, conn)  # type: ignore[attr-defined]
+                    self.store._log(conn, action, target, detail)  # type: ignore[attr-defined]
             except BaseException:
                 for path in moved:  # still under the lock: no other process has seen these files
                     path.unlink(missing_ok=True)

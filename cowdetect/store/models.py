@@ -58,7 +58,7 @@ class ModelsMixin(StoreBase):
                 target.unlink(missing_ok=True)
                 raise
             row = conn.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
-            self.record("add model", f"#{model_id} {name}", architecture, conn)  # type: ignore[attr-defined]
+            self._log(conn, "add model", f"#{model_id} {name}", architecture)  # type: ignore[attr-defined]
         return self._model(row)
 
     def models(self) -> list[ModelRecord]:
@@ -96,7 +96,7 @@ class ModelsMixin(StoreBase):
         record = self.model(model_id)
         with self.connect() as conn:
             conn.execute("UPDATE models SET active = (id = ?)", (record.id,))
-            self.record("set active model", record.label, "", conn)  # type: ignore[attr-defined]
+            self._log(conn, "set active model", record.label, "")  # type: ignore[attr-defined]
         return self.model(record.id)
 
     def rename_model(self, model_id: int, new_name: str) -> ModelRecord:
@@ -110,7 +110,7 @@ class ModelsMixin(StoreBase):
             if conn.execute("SELECT 1 FROM models WHERE name = ? AND id != ?", (new_name, record.id)).fetchone():
                 raise ValueError(f"model name {new_name!r} is taken; choose another")
             conn.execute("UPDATE models SET name = ? WHERE id = ?", (new_name, record.id))
-            self.record("rename model", f"#{record.id}", f"{record.name} -> {new_name}", conn)  # type: ignore[attr-defined]
+            self._log(conn, "rename model", f"#{record.id}", f"{record.name} -> {new_name}")  # type: ignore[attr-defined]
         return self.model(record.id)
 
     def delete_model(self, model_id: int) -> None:
@@ -120,7 +120,7 @@ class ModelsMixin(StoreBase):
         record = self.model(model_id)
         with self.write_lock() as conn:
             conn.execute("DELETE FROM models WHERE id = ?", (record.id,))
-            self.record("delete model", record.label, "", conn)  # type: ignore[attr-defined]
+            self._log(conn, "delete model", record.label, "")  # type: ignore[attr-defined]
             record.checkpoint.unlink(missing_ok=True)
 
 

@@ -36,11 +36,28 @@ class RunsMixin(StoreBase):
                     return int(row["id"]), False
             cur = conn.execute("INSERT INTO runs(kind, params, total, status, user) VALUES (?,?,?,'queued',?)",
                                (kind, json.dumps(params), int(total), self.user.name))
-            self.record(f"start {kind} run", f"run #{cur.lastrowid}", "", conn)  # type: ignore[attr-defined]
+            self._log(conn, f"start {kind} run", f"run #{cur.lastrowid}", "")  # type: ignore[attr-defined]
             return int(cur.lastrowid), True  # type: ignore[arg-type]
 
+    def _require_run(self, run_id: int) -> None:
+        """Raise PermissionDenied unless this store's user may run jobs of the run's kind."""
+        from ..accounts import RUN_ACTIONS
+
+        row = self._one("SELECT kind FROM runs WHERE id = ?", (int(run_id),))
+        if row is None:
+            raise ValueError(f"run {run_id}: no such run")
+        self.require(RUN_ACTIONS.get(row["kind"], "train"))  # type: ignore[attr-defined]
+
+    def mark_run_interrupted(self, run_id: int, error: str) -> None:
+        """Record that a queued or running run's process is gone. Anyone's page may notice it, so
+        this one transition needs no role: it states a fact and starts nothing."""
+        with self.connect() as conn:
+            conn.execute("UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
+                         "WHERE id = ? AND status IN (?, ?)", (error[:2000], now(), int(run_id), *ACTIVE))
+
     def update_run(self, run_id: int, **fields: Any) -> None:
-        """Update fields of a run (status, iteration, error, pid, checkpoint, metrics, ...)."""
+        """Update fields of a run (status, iteration, error, pid, checkpoint, metrics, ...); needs the
+        role that may start runs of its kind (its worker acts as the user who started it)."""
         bad = set(fields) - _RUN_FIELDS
         if bad:
             raise ValueError(f"run fields: expected some of {sorted(_RUN_FIELDS)}, got {sorted(bad)}")
@@ -49,6 +66,7 @@ class RunsMixin(StoreBase):
         for key in ("metrics", "params"):
             if key in fields:
                 fields[key] = json.dumps(fields[key])
+        self._require_run(run_id)
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self.connect() as conn:
             conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), int(run_id)))
@@ -56,6 +74,7 @@ class RunsMixin(StoreBase):
     def take_run(self, run_id: int, pid: int, alive: Callable[[int | None], bool]) -> int | None:
         """Record ``pid`` as the worker of run ``run_id`` unless another live process already is;
         returns None when taken, else that process's pid. Atomic across processes (write lock)."""
+        self._require_run(run_id)
         with self.write_lock() as conn:
             row = conn.execute("SELECT pid FROM runs WHERE id = ?", (int(run_id),)).fetchone()
             if row is None:
@@ -72,6 +91,7 @@ class RunsMixin(StoreBase):
         Check and claim happen under the database's write lock, so of several processes
         claiming at once exactly one wins — "one job per device" cannot be broken by timing.
         """
+        self._require_run(run_id)
         with self.write_lock() as conn:
             holders = conn.execute("SELECT id, pid FROM runs WHERE status = 'running' AND device = ? AND id != ?",
                                    (device, int(run_id))).fetchall()
@@ -101,6 +121,7 @@ class RunsMixin(StoreBase):
 
     def add_points(self, run_id: int, records: Sequence[dict[str, Any]], kind: str = "train") -> None:
         """Append progress records (each with an ``iteration``) to a run."""
+        self._require_run(run_id)
         with self.connect() as conn:
             conn.executemany("INSERT INTO run_points(run_id, kind, iteration, record) VALUES (?,?,?,?)",
                              [(int(run_id), kind, int(r["iteration"]), json.dumps(r)) for r in records])
@@ -114,6 +135,7 @@ class RunsMixin(StoreBase):
 
     def drop_points_after(self, run_id: int, iteration: int) -> None:
         """Forget progress past ``iteration`` (a resume repeats those iterations from a checkpoint)."""
+        self._require_run(run_id)
         with self.connect() as conn:
             conn.execute("DELETE FROM run_points WHERE run_id = ? AND iteration > ?", (int(run_id), int(iteration)))
 

@@ -6,8 +6,9 @@ import sqlite3
 import time
 from typing import Any
 
-from ..accounts import (ACTIONS, LOCK_SECONDS, MAX_FAILURES, PermissionDenied, TooManyFailures, User, check_name, check_role, hash_password, hash_stamp,
-                        password_matches, read_session, session_secret, sign_session)
+from ..accounts import (ACTIONS, LOCK_SECONDS, MAX_FAILURES, RUN_ACTIONS, PermissionDenied, TooManyFailures, User,
+                        check_name, check_role, hash_password, hash_stamp, password_matches, read_session,
+                        session_secret, sign_session)
 from .base import StoreBase
 
 # an Argon2 hash of a random password: checked when a login names no account, so a wrong user
@@ -25,17 +26,23 @@ class UsersMixin(StoreBase):
             raise PermissionDenied(f"{self.user.name} ({self.user.role}) may not {action.replace('_', ' ')}: "
                                    f"that needs the {ACTIONS[action]} role or higher")
 
+    def _log(self, conn: sqlite3.Connection, action: str, target: str = "", detail: str = "") -> None:
+        """Add a line to the activity log as this store's user, inside ``conn``'s transaction (so
+        the line and the change it describes are committed together). Only the store's own
+        (role-checked) writes call it."""
+        conn.execute("INSERT INTO activity(user, action, target, detail) VALUES (?,?,?,?)",
+                     (self.user.name, action, str(target)[:200], str(detail)[:500]))
+
     def record(self, action: str, target: str = "", detail: str = "",
                conn: sqlite3.Connection | None = None) -> None:
-        """Add a line to the activity log as this store's user (inside ``conn``'s transaction when given,
-        so the line and the change it describes are committed together)."""
-        sql = "INSERT INTO activity(user, action, target, detail) VALUES (?,?,?,?)"
-        args = (self.user.name, action, str(target)[:200], str(detail)[:500])
+        """Add a line about work done outside the store (a backup) to the activity log. Admin only:
+        everyone else's lines come from the writes they make."""
+        self.require("settings")
         if conn is not None:
-            conn.execute(sql, args)
+            self._log(conn, action, target, detail)
             return
         with self.connect() as own:
-            own.execute(sql, args)
+            self._log(own, action, target, detail)
 
     def activity(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest ``limit`` lines of the activity log: at (UTC), user, action, target, detail."""
@@ -71,7 +78,7 @@ class UsersMixin(StoreBase):
             if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise ValueError(f"user {name!r} exists already")
             conn.execute("INSERT INTO users(name, role, password_hash) VALUES (?,?,?)", (name, role, password_hash))
-            self.record("add user", name, role, conn)
+            self._log(conn, "add user", name, role)
         # the database now holds password hashes: only the app's own OS user may read it
         for path in self.data_dir.glob(self.db_path.name + "*"):
             path.chmod(0o600)
@@ -85,7 +92,8 @@ class UsersMixin(StoreBase):
             if old == "admin" and role != "admin" and self._admins(conn) == 1:
                 raise ValueError(f"user {name!r} is the last admin; make another admin first")
             conn.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
-            self.record("set role", name, f"{old} -> {role}", conn)
+            self._stop_runs_of(conn, name, User(name, role))
+            self._log(conn, "set role", name, f"{old} -> {role}")
 
     def set_password(self, name: str, password: str) -> None:
         """Change a password (an admin's, or the user's own); their other sessions end."""
@@ -95,7 +103,8 @@ class UsersMixin(StoreBase):
         with self.write_lock() as conn:
             self._role_of(conn, name)
             conn.execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
-            self.record("set password", name, "", conn)
+            conn.execute("DELETE FROM login_failures WHERE name = ?", (name,))  # a new password unlocks
+            self._log(conn, "set password", name, "")
 
     def remove_user(self, name: str) -> None:
         """Delete an account (its sessions end; the activity log keeps its name). Admin only; the
@@ -108,7 +117,19 @@ class UsersMixin(StoreBase):
                 raise ValueError(f"user {name!r} is the last admin and {others} other accounts exist; "
                                  f"make another admin first")
             conn.execute("DELETE FROM users WHERE name = ?", (name,))
-            self.record("remove user", name, role, conn)
+            self._stop_runs_of(conn, name, None)
+            self._log(conn, "remove user", name, role)
+
+    @staticmethod
+    def _stop_runs_of(conn: sqlite3.Connection, name: str, now_as: User | None) -> None:
+        """Ask the queued and running jobs of an account that was removed (``now_as`` None) or whose
+        new role no longer allows them to stop: a job acts as its starter, so it must not go on
+        writing with a role that was taken away (jobs read stop requests about once a second)."""
+        rows = conn.execute("SELECT id, kind FROM runs WHERE user = ? AND status IN ('queued', 'running')",
+                            (name,)).fetchall()
+        for row in rows:
+            if now_as is None or not now_as.may(RUN_ACTIONS.get(row["kind"], "train")):
+                conn.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (row["id"],))
 
     def _role_of(self, conn: sqlite3.Connection, name: str) -> str:
         row = conn.execute("SELECT role FROM users WHERE name = ?", (str(name),)).fetchone()
@@ -134,27 +155,32 @@ class UsersMixin(StoreBase):
                 the lock does not tell which names exist).
         """
         name = str(name)[:200]
-        self._check_failures(name)
+        self._count_attempt(name)
         row = self._one("SELECT name, role, password_hash FROM users WHERE name = ?", (name,))
-        ok = password_matches(row["password_hash"] if row else _DUMMY_HASH, password)
-        with self.connect() as conn:
-            if row and ok:
-                conn.execute("DELETE FROM login_failures WHERE name = ?", (name,))
-                return User(row["name"], row["role"])
-            conn.execute("INSERT INTO login_failures(name, failures, last_at) VALUES (?, 1, ?) ON CONFLICT(name) "
-                         "DO UPDATE SET failures = failures + 1, last_at = excluded.last_at", (name, time.time()))
-        return None
-
-    def _check_failures(self, name: str) -> None:
-        row = self._one("SELECT failures, last_at FROM login_failures WHERE name = ?", (name,))
-        if row is None:
-            return
-        wait = row["last_at"] + LOCK_SECONDS - time.time()
-        if wait <= 0:
+        if row and password_matches(row["password_hash"], password):
             with self.connect() as conn:
                 conn.execute("DELETE FROM login_failures WHERE name = ?", (name,))
-        elif row["failures"] >= MAX_FAILURES:
-            raise TooManyFailures(f"too many wrong passwords for {name!r}: try again in {int(wait // 60) + 1} minutes")
+            return User(row["name"], row["role"])
+        if row is None:
+            password_matches(_DUMMY_HASH, password)
+        return None
+
+    def _count_attempt(self, name: str) -> None:
+        """Count a login attempt as failed BEFORE its password is checked (a success clears it), in
+        one locked transaction: attempts made at the same moment cannot all pass a check that the
+        slow Argon2 step has not counted yet. Raises TooManyFailures past the limit."""
+        clock = time.time()
+        with self.write_lock() as conn:
+            row = conn.execute("SELECT failures, last_at FROM login_failures WHERE name = ?", (name,)).fetchone()
+            if row is not None and row["last_at"] + LOCK_SECONDS <= clock:
+                conn.execute("DELETE FROM login_failures WHERE name = ?", (name,))
+                row = None
+            if row is not None and row["failures"] >= MAX_FAILURES:
+                wait = row["last_at"] + LOCK_SECONDS - clock
+                raise TooManyFailures(f"too many wrong passwords for {name!r}: try again in "
+                                      f"{int(wait // 60) + 1} minutes (or an admin sets a new password)")
+            conn.execute("INSERT INTO login_failures(name, failures, last_at) VALUES (?, 1, ?) ON CONFLICT(name) "
+                         "DO UPDATE SET failures = failures + 1, last_at = excluded.last_at", (name, clock))
 
     def session_token(self, user: User) -> str:
         """A signed login token for an account (see :func:`cowdetect.accounts.sign_session`)."""
@@ -199,7 +225,8 @@ class UsersMixin(StoreBase):
         return None if row is None else str(row[0])
 
     def set_setting(self, key: str, value: str, conn: sqlite3.Connection | None = None) -> None:
-        """Store a setting (callers check the permission for what it records)."""
+        """Store a setting. Admin only."""
+        self.require("settings")
         sql, args = "INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", \
             (key, str(value))
         if conn is not None:
