@@ -105,7 +105,8 @@ def frames_to_label_of(store: Store, run_id: int) -> list[dict[str, Any]]:
     found = run.metrics.get("to_label")
     if found is None:
         found = find_frames_to_label(store, run_id)
-        store.update_run(run_id, metrics={**run.metrics, "to_label": found})
+        if store.user.may("track"):  # a viewer sees the list; it is kept by those who may write runs
+            store.update_run(run_id, metrics={**run.metrics, "to_label": found})
     out = []
     for item in found:
         path = _thumb_path(store, run_id, item["frame"])
