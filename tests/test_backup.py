@@ -8,10 +8,13 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import tarfile
+import types
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +23,8 @@ import pytest
 
 from conftest import ROOT, wait_for
 from cowdetect.accounts import PermissionDenied, User, session_secret
-from cowdetect.backup import MANIFEST, backup, restore
+import cowdetect.backup as backup_module
+from cowdetect.backup import MANIFEST, backup, restore, table_counts
 from cowdetect.cli import main
 from cowdetect.detections import Detections
 from cowdetect.store import DB_NAME, SCHEMA_VERSION, Store
@@ -303,6 +307,76 @@ def not_a_tar(archive: Path, out: Path) -> Path:
     return out
 
 
+def altered_database(script: str) -> Callable[[Path, Path], Path]:
+    """The backup with ``script`` run on its database, and a manifest that tells the truth about the
+    result (rows, sizes, checksums): only the restore's own look into the database can refuse it."""
+    def make(archive: Path, out: Path) -> Path:
+        members = members_of(archive)
+        schema = json.loads(members.pop(MANIFEST))["schema_version"]
+        db = out.with_suffix(".sqlite")
+        db.write_bytes(members[DB_NAME])
+        conn = sqlite3.connect(db)
+        conn.executescript(script)
+        rows = table_counts(conn)
+        conn.close()
+        return write_tar(out, {**members, DB_NAME: db.read_bytes()}, schema=schema, rows=rows)
+    return make
+
+
+def schemaless(archive: Path, out: Path) -> Path:
+    """A database without a single table that claims the current schema, with a matching manifest."""
+    db = out.with_suffix(".sqlite")
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return write_tar(out, {DB_NAME: db.read_bytes()}, rows={})
+
+
+def resized(archive: Path, out: Path) -> Path:
+    """A member bigger than the manifest (written last, as backups do) says."""
+    members = members_of(archive)
+    manifest = json.loads(members.pop(MANIFEST))
+    name = next(n for n in members if n.startswith("images/"))
+    manifest["files"][name]["bytes"] = 10
+    return write_tar(out, members, manifest=manifest)
+
+
+def huge_header(archive: Path, out: Path) -> Path:
+    """A pax header of 2 MB: tarfile would read it into memory whole (a .tar.gz of GBs of them)."""
+    members = members_of(archive)
+    manifest = json.loads(members.pop(MANIFEST))
+
+    def add(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo("images/empty")
+        info.pax_headers = {"comment": "x" * (2 << 20)}
+        tar.addfile(info, io.BytesIO(b""))
+    return write_tar(out, members, manifest=manifest, extra=add)
+
+
+BACKDOOR = "AFTER INSERT ON activity BEGIN UPDATE users SET role = 'admin'; END"
+HIDDEN = f"CREATE TRIGGER sqlite_hidden {BACKDOOR}".replace("'", "''")  # quoted for an SQL string
+SCHEMA_REFUSALS = [
+    ("trigger", altered_database(f"CREATE TRIGGER backdoor {BACKDOOR};"),
+     "the database holds trigger 'backdoor', which cowdetect's migrations do not create (schema"),
+    ("view", altered_database("CREATE VIEW everyone AS SELECT * FROM users;"), "holds view 'everyone'"),
+    ("extra table", altered_database("CREATE TABLE notes (x);"), "holds table 'notes'"),
+    ("extra index", altered_database("CREATE INDEX users_role ON users(role);"), "holds index 'users_role'"),
+    ("trigger named like SQLite's own", altered_database(  # SQLite reserves the name, writable_schema does not
+        "PRAGMA writable_schema = ON; INSERT INTO sqlite_master(type, name, tbl_name, rootpage, sql) VALUES "
+        f"('trigger', 'sqlite_hidden', 'activity', 0, '{HIDDEN}');"), "holds trigger 'sqlite_hidden'"),
+    ("users without NOCASE", altered_database(
+        "PRAGMA writable_schema = ON; UPDATE sqlite_master SET sql = replace(sql, ' COLLATE NOCASE', '') "
+        "WHERE name = 'users';"), "the database's table 'users' differs from what cowdetect's migrations create"),
+    ("dropped table", altered_database("DROP TABLE settings;"), "the database lacks table 'settings', which"),
+    ("no tables", schemaless, "the database lacks table 'activity', which cowdetect's migrations create"),
+    ("dangling row", altered_database("INSERT INTO boxes(image_id, class_name, x_min, y_min, x_max, y_max) "
+                                      "VALUES (999, 'cow', 0, 0, 1, 1);"),
+     "the database's boxes row 4 points to a missing images row"),
+    ("swapped index pages", altered_database(
+        "CREATE TEMP TABLE pages AS SELECT name, rootpage FROM sqlite_master "
+        "WHERE name IN ('images_split', 'images_labeled'); PRAGMA writable_schema = ON; "
+        "UPDATE sqlite_master SET rootpage = (SELECT rootpage FROM pages WHERE pages.name != sqlite_master.name) "
+        "WHERE name IN ('images_split', 'images_labeled');"), "the database fails SQLite's integrity check ("),
+]
 RESTORE_REFUSALS = [
     ("tampered", tampered, "checksum mismatch in 1 of 11 files (e.g. images/"),
     ("traversal", with_member("traversal"), "unsafe member '../evil.txt'"),
@@ -318,6 +392,10 @@ RESTORE_REFUSALS = [
     ("format version", edited_manifest(format_version=2), "is backup format version 2"),
     ("newer schema", edited_manifest(schema_version=SCHEMA_VERSION + 1), "newer than this cowdetect understands"),
     ("row counts", edited_manifest(rows={"images": 99}), "rows or schema differ from the manifest"),
+    ("schema 0", edited_manifest(schema_version=0), "holds database schema 0, which no cowdetect writes"),
+    ("bigger than listed", resized, "bytes in the archive but 10 in its manifest.json"),
+    ("huge header", huge_header, "is damaged or cut short (a header of"),
+    *SCHEMA_REFUSALS,
 ]
 
 
@@ -397,3 +475,128 @@ def test_cli_errors_are_one_line(source: Store, tmp_path: Path):
     assert (code, err) == (2, f"error: restore: no archive at {tmp_path / 'missing.tar'}\n")
     code, _, err = run_cli("backup", str(tmp_path / "b.tar"), "--data-dir", str(tmp_path / "typo"))
     assert code == 2 and err.startswith("error: backup: no data folder at") and not (tmp_path / "typo").exists()
+
+
+# -- archives that would fill the disk, and what a killed backup or restore leaves ------------
+def zeros_bomb(archive: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A .tar.gz of 20 KB unpacking to 20 MB of zeros, and no manifest."""
+    out = tmp_path / "bomb.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        info = tarfile.TarInfo("images/aa/zeros.png")
+        info.size = 20 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    return out
+
+
+def no_room(archive: Path, tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: types.SimpleNamespace(total=1 << 30, used=0, free=1 << 20))
+    return archive
+
+
+def small_manifest_cap(archive: Path, tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setattr(backup_module, "MAX_MANIFEST", 100)
+    return archive
+
+
+BEFORE_WRITING = [
+    ("no manifest", zeros_bomb, "bomb.tar.gz is not a cowdetect backup (no readable manifest.json)"),
+    ("bigger than listed", lambda a, t, m: resized(a, t / "bad.tar"), "bytes in the archive but 10 in its"),
+    ("not listed", lambda a, t, m: extra_file(a, t / "bad.tar"), "images/planted.png is not in the manifest"),
+    ("no room", no_room, "MB of free disk space (its files, 10% and 64 MiB to spare); 1 MB are free"),
+    ("manifest too big", small_manifest_cap, "manifest.json is "),
+]
+
+
+@pytest.mark.parametrize("case, make, message", BEFORE_WRITING, ids=[c[0] for c in BEFORE_WRITING])
+def test_restore_reads_every_header_and_the_manifest_before_it_writes(archive: Path, tmp_path: Path, monkeypatch,
+                                                                      case, make, message):
+    """The manifest comes last in a backup: a first pass reads only headers, so a small archive
+    that unpacks to far more (or was altered) is refused before a byte is written."""
+    bad = make(archive, tmp_path, monkeypatch)
+    monkeypatch.setattr(backup_module, "unpack", lambda *args: pytest.fail("unpacked before every check"))
+    (tmp_path / "place").mkdir()
+    with pytest.raises(ValueError) as err:
+        restore(bad, tmp_path / "place" / "data")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert list((tmp_path / "place").iterdir()) == []
+
+
+def test_unpacking_stops_at_the_size_the_manifest_says(archive: Path, tmp_path: Path):
+    """Should the archive change between the two passes, no file gets more bytes than declared."""
+    with tarfile.open(archive) as tar:
+        member = next(m for m in tar if m.name.startswith("images/"))
+        with pytest.raises(ValueError, match=f"^restore: backup.tar.gz: {member.name} holds more than the 10 bytes "
+                                             f"its manifest.json says; nothing restored$"):
+            backup_module.write_member(archive, tar, member, tmp_path, 10)
+    assert (tmp_path / member.name).stat().st_size <= 10
+    with open(archive, "rb") as raw:
+        manifest = backup_module.survey(archive, raw, 1 << 40)
+        manifest["files"][member.name]["bytes"] = 10
+        (tmp_path / "into").mkdir()
+        with pytest.raises(ValueError, match="bytes in the archive but 10 in its manifest.json"):
+            backup_module.unpack(archive, raw, tmp_path / "into", manifest)
+    assert not (tmp_path / "into" / member.name).exists()
+
+
+STALLED_BACKUP = """
+import sys, time
+import cowdetect.backup as module
+from cowdetect.store import Store
+archived = module.add_file
+def stall(*args):
+    entry = archived(*args)
+    time.sleep(600)  # killed here, with its scratch folder and partial archive written
+    return entry
+module.add_file = stall
+module.backup(Store(sys.argv[1]), sys.argv[2])
+"""
+
+
+def test_a_backup_killed_midway_is_cleaned_up_by_the_next(source: Store, tmp_path: Path):
+    out, scratch = tmp_path / "b.tar", source.data_dir / "tmp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COWDETECT_THREADS": "1"}
+    killed = subprocess.Popen([sys.executable, "-c", STALLED_BACKUP, str(source.data_dir), str(out)], env=env,
+                              stderr=subprocess.PIPE, text=True)
+    partial = out.with_name(f"b.tar.{killed.pid}.partial")
+    try:
+        wait_for(lambda: killed.poll() is not None
+                 or (partial.exists() and list(scratch.glob(f"backup-{killed.pid}-*"))), 60, "a half-written backup")
+        assert killed.poll() is None, killed.communicate()[1]
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=60)
+    [left] = scratch.glob(f"backup-{killed.pid}-*")
+    assert (left / DB_NAME).stat().st_mode & 0o777 == 0o600  # it holds password hashes
+    assert partial.stat().st_mode & 0o777 == 0o600
+
+    report = backup(source, out)  # the same name: the dead backup's partial archive does not stand in the way
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("b.tar")] == ["b.tar"]
+    assert list(scratch.iterdir()) == []
+    restore(out, tmp_path / "r")
+    assert Store(tmp_path / "r").count_images() == report.rows["images"] == 3
+
+
+def test_a_restore_killed_midway_is_cleaned_up_by_the_next(archive: Path, tmp_path: Path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    beside, inside = tmp_path / f".data.restore-{dead.pid}-x1y2", tmp_path / "data" / f".restore-{dead.pid}-x1y2"
+    running = tmp_path / f".data.restore-{os.getpid()}-x1y2"  # a restore that still runs: kept
+    for folder in (beside, inside, running):
+        folder.mkdir(parents=True)
+        (folder / DB_NAME).write_bytes(b"password hashes")
+    restore(archive, tmp_path / "data")
+    assert not beside.exists() and not inside.exists() and running.is_dir()
+    assert Store(tmp_path / "data").count_images() == 3
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
+def test_files_larger_than_a_read_round_trip(source: Store, tmp_path: Path, suffix):
+    """Restore reads at most 1 MiB at a time (a header larger than that is refused): a 3 MB checkpoint
+    and a file with a name too long for a plain tar header (a pax header) still come back whole."""
+    big = os.urandom(3 << 20)
+    (source.weights_dir / "big.pt").write_bytes(big)
+    (source.weights_dir / ("w" * 150 + ".pt")).write_bytes(b"long name")
+    backup(source, tmp_path / f"b{suffix}")
+    restore(tmp_path / f"b{suffix}", tmp_path / "r")
+    assert (tmp_path / "r" / "weights" / "big.pt").read_bytes() == big
+    assert (tmp_path / "r" / "weights" / ("w" * 150 + ".pt")).read_bytes() == b"long name"
