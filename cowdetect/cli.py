@@ -1,19 +1,26 @@
 """The command line: ``python -m cowdetect SUBCOMMAND ...`` (see ``--help``).
 
-Each subcommand is a thin wrapper over the same library calls the app makes. Errors
-(ValueError and friends) are printed to stderr as one line and exit with status 2;
-progress goes to stderr, results to stdout (one JSON object with ``--json``).
+Each subcommand is a thin wrapper over the same library calls the app makes. Every expected
+failure — bad input, an unusable data folder (missing, read-only, full, a damaged database), a
+bad checkpoint, a refused permission — is one line on stderr (``error: ...``) and exit status 2;
+arguments and output paths are checked before any work, so a refused command stores nothing.
+Anything else is exit status 1 and one line saying where the full traceback was written
+(``<data folder>/logs/errors.log``). Progress goes to stderr, results to stdout (one JSON object
+with ``--json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from . import cli_admin
 
@@ -23,6 +30,106 @@ DEFAULT_DATA_DIR = "data"
 def data_dir_default() -> str:
     """``$COWDETECT_DATA_DIR`` or ``./data``."""
     return os.environ.get("COWDETECT_DATA_DIR", DEFAULT_DATA_DIR)
+
+
+# -- argument types: every number is checked where argparse reads it --------------------------
+
+def _number(kind: type, low: float, high: float, what: str, low_open: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type`` reading ``kind`` (int or float) from ``low`` to ``high`` (``low`` itself
+    excluded when ``low_open``). NaN and infinities are refused: ``nan`` passes every ``<`` test,
+    so a range check alone lets it through to fail (or silently misbehave) mid-run."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value > high or (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type by it in some messages
+    return parse
+
+
+def _whole(low: int, high: int, what: str | None = None) -> Callable[[str], int]:
+    return _number(int, low, high, what or f"a whole number from {low} to {high}")
+
+
+_fraction = _number(float, 0.0, 1.0, "a number from 0 to 1")
+_positive_float = _number(float, 0.0, math.inf, "a positive number", low_open=True)
+_positive_int = _whole(1, 10**9)
+_count = _whole(0, 10**9)
+_run_id = _whole(1, 2**63 - 1, "a run id (a whole number from 1)")  # to SQLite's largest row id
+_seed = _whole(0, 2**32 - 1)        # what numpy and torch both take
+_threads = _whole(1, 1024)
+_batch = _whole(1, 1024)            # a larger batch cannot fit in memory anyway
+_demo_images = _whole(0, 10_000)    # ~50 kB each at 640x480: half a GB at most
+_demo_seconds = _number(float, 0.1, 600.0, "seconds from 0.1 to 600")  # 25 fps: at least 2 frames
+
+
+class UsageError(ValueError):
+    """A command line argparse refused (an unknown option, a bad value, a missing argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (main prints it, exit 2) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
+def _writable_folder(folder: Path, option: str) -> None:
+    """Refuse, before any work, an output ``folder`` that is missing, not a folder or not writable."""
+    folder = folder if str(folder) else Path(".")
+    if not folder.exists():
+        raise ValueError(f"{option}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise ValueError(f"{option}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: cannot write in {folder} (permission denied)")
+
+
+def _output_file(path: str, option: str, suffixes: Sequence[str] = ()) -> Path:
+    """An output file checked before any work: not a folder, the right kind, in a writable folder."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{option}: {path} is a folder; give a file name")
+    if suffixes and target.suffix.lower() not in suffixes:
+        raise ValueError(f"{option}: expected a file ending in {', '.join(suffixes)}, got {path}")
+    _writable_folder(target.parent, option)
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ValueError(f"{option}: {path} cannot be overwritten (permission denied)")
+    return target
+
+
+def _distinct_files(outputs: Sequence[tuple[str | None, str]], inputs: Sequence[str | None]) -> None:
+    """Refuse an output that is an input or another output: it would be overwritten mid-way."""
+    seen = {Path(p).resolve(): "an input" for p in inputs if p and Path(p).exists()}
+    for path, option in outputs:
+        if not path:
+            continue
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise ValueError(f"{option}: {path} is {seen[resolved]} of this command; give another file name")
+        seen[resolved] = f"also given as {option}"
+
+
+def _output_folder(path: str, option: str) -> Path:
+    """An output folder checked before any work: a folder or new, in (or being) a writable folder."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{option}: {path} is a file, not a folder")
+    _writable_folder(target if target.is_dir() else target.parent, option)
+    return target
+
+
+def _input_file(path: str, what: str) -> Path:
+    """An input file that exists and is a regular file (a folder or a device gets its own sentence)."""
+    target = Path(path)
+    if not target.is_file():
+        raise ValueError(f"{what} {path}: " + ("a folder; give a file" if target.is_dir() else
+                                                "not a regular file" if target.exists() else "no such file"))
+    return target
 
 
 def _print_json(obj: Any) -> None:
@@ -50,17 +157,17 @@ def _model_args(p: argparse.ArgumentParser, default: str = "active", what: str =
     p.add_argument("--model", default=default, metavar="SPEC", help=f"{what}, {MODEL_SPEC_HELP} "
                                                                    f"(default: {default})")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--seed", type=int, default=0, help="seed for an untrained model's weights")
+    p.add_argument("--seed", type=_seed, default=0, help="seed for an untrained model's weights")
 
 
 def add_demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train", type=int, default=200)
-    p.add_argument("--val", type=int, default=50)
-    p.add_argument("--test", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=_demo_images, default=200)
+    p.add_argument("--val", type=_demo_images, default=50)
+    p.add_argument("--test", type=_demo_images, default=50)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--size", default="640x480", help="image size WIDTHxHEIGHT")
     p.add_argument("--no-video", action="store_true")
-    p.add_argument("--video-seconds", type=float, default=12.0)
+    p.add_argument("--video-seconds", type=_demo_seconds, default=12.0)
     p.add_argument("--if-empty", action="store_true", help="do nothing when the data folder already has images")
 
 
@@ -68,14 +175,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import make_demo
     from .store import Store
 
-    store = Store(args.data_dir)
-    if args.if_empty and store.counts()["images"]:
-        print(f"{store.data_dir} already holds images; demo data not generated", file=sys.stderr)
-        return 0
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise ValueError(f"--size: expected WIDTHxHEIGHT such as 640x480, got {args.size!r}") from None
+    store = Store(args.data_dir)
+    if args.if_empty and store.counts()["images"]:
+        print(f"{store.data_dir} already holds images; demo data not generated", file=sys.stderr)
+        return 0
     summary = make_demo(store, args.train, args.val, args.test, args.seed, (width, height),
                         video=not args.no_video, video_seconds=args.video_seconds,
                         progress=_progress_printer())
@@ -111,8 +218,12 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("image")
     _model_args(p)
     _tiles_arg(p)
-    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--score-threshold", type=_fraction, default=0.5)
     p.add_argument("--out", help="also write the image with boxes drawn (PNG/JPEG)")
+
+
+# what PIL writes by the file name's suffix (predict --out)
+DRAWN_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -122,6 +233,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .tiling import check_grid, parse_tiles
 
     tiles = parse_tiles(args.tiles)  # checked before any work
+    if args.out:
+        _output_file(args.out, "--out", DRAWN_SUFFIXES)
+        _distinct_files([(args.out, "--out")], [args.image])
     store = Store(args.data_dir)
     image = load_image(args.image)
     check_grid(tiles, image.shape[1], image.shape[0])
@@ -147,26 +261,28 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     from .config import RUN_DEFAULTS
 
     _model_args(p, "pretrained", "the model to start from")
-    p.add_argument("--iterations", type=int, default=None, help=f"default {RUN_DEFAULTS['iterations']}")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the architecture's (SSD 8, Faster R-CNN 2)")
-    p.add_argument("--lr", type=float, default=None, help="default: the architecture's (SSD 0.004, Faster R-CNN 0.01)")
+    p.add_argument("--iterations", type=_positive_int, default=None, help=f"default {RUN_DEFAULTS['iterations']}")
+    p.add_argument("--batch-size", type=_batch, default=None,
+                   help="default: the architecture's (SSD 8, Faster R-CNN 2)")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="default: the architecture's (SSD 0.004, Faster R-CNN 0.01)")
     p.add_argument("--split", default="train")
-    p.add_argument("--checkpoint-every", type=int, default=None,
+    p.add_argument("--checkpoint-every", type=_count, default=None,
                    help=f"iterations between checkpoints (0: none; default {RUN_DEFAULTS['checkpoint_every']})")
-    p.add_argument("--eval-every", type=int, default=None, help="iterations between validation loss / mAP on the "
+    p.add_argument("--eval-every", type=_count, default=None, help="iterations between validation loss / mAP on the "
                    f"val split (0: none; default {RUN_DEFAULTS['eval_every']})")
-    p.add_argument("--patience", type=int, default=None, help="early stop after this many evaluations without a "
+    p.add_argument("--patience", type=_count, default=None, help="early stop after this many evaluations without a "
                                                               "better val mAP (0: never, the default)")
-    p.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a stopped, failed or interrupted run")
+    p.add_argument("--resume", type=_run_id, metavar="RUN_ID", help="continue a stopped, failed or interrupted run")
     p.add_argument("--freeze-backbone", action="store_true")
-    p.add_argument("--backbone-lr", type=float, default=None,
+    p.add_argument("--backbone-lr", type=_fraction, default=None,
                    help="the backbone's learning rate as a fraction of the heads' (0-1; default: the architecture's)")
-    p.add_argument("--tile-crops", type=float, default=None, help="probability of training on a tile-sized "
+    p.add_argument("--tile-crops", type=_fraction, default=None, help="probability of training on a tile-sized "
                    "crop, to learn small cows at the scale tiles show them (0-1; default: the architecture's)")
-    p.add_argument("--keep-start", type=float, default=None, help="WiSE-FT: mix this fraction of the starting "
+    p.add_argument("--keep-start", type=_fraction, default=None, help="WiSE-FT: mix this fraction of the starting "
                    "weights into the final ones, so fine-tuning forgets less (0-1; default: the architecture's)")
     p.add_argument("--name", help="model version name (default: architecture + run id)")
-    p.add_argument("--log-every", type=float, default=5.0, help="seconds between progress lines")
+    p.add_argument("--log-every", type=_positive_float, default=5.0, help="seconds between progress lines")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -175,6 +291,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     store = Store(args.data_dir)
     if args.resume is not None:
+        if store.run(args.resume).kind != "train":  # before prepare_resume queues it again
+            raise ValueError(f"run {args.resume} is a {store.run(args.resume).kind} run, not a training run")
         jobs.prepare_resume(store, args.resume)
         run_id = args.resume
     else:
@@ -223,7 +341,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def add_worker_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_id", type=int)
+    p.add_argument("run_id", type=_run_id)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -252,6 +370,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .tiling import tiled_label, tiles_text
 
     tiles = tiles_text(args.tiles)  # checked before any work
+    if args.predictions:
+        _output_file(args.predictions, "--predictions")
     store = Store(args.data_dir)
     dataset = store.dataset(args.split)
     if not len(dataset):
@@ -285,8 +405,9 @@ def add_prelabel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unlabeled", action="store_true", help="pre-label the unlabeled images of every split")
     p.add_argument("--model", default="active", metavar="SPEC", help=f"the model, {MODEL_SPEC_HELP} (default: active)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--score-threshold", type=float, default=0.5, help="keep boxes scoring at least this (default 0.5)")
-    p.add_argument("--resume", type=int, metavar="RUN_ID",
+    p.add_argument("--score-threshold", type=_fraction, default=0.5,
+                   help="keep boxes scoring at least this (default 0.5)")
+    p.add_argument("--resume", type=_run_id, metavar="RUN_ID",
                    help="continue a stopped, failed or interrupted pre-label run (images it did are kept)")
     _tiles_arg(p)
 
@@ -327,36 +448,79 @@ def add_track_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gt", help="MOTChallenge ground truth for VIDEO: prints MOTA and IDF1")
     p.add_argument("--mot", help="also write the tracks as MOTChallenge text")
     p.add_argument("--csv", help="also write the tracks as CSV (frame, time_s, id, x1, y1, x2, y2, score)")
-    p.add_argument("--score-threshold", type=float, default=None, help="default 0.4")
+    p.add_argument("--score-threshold", type=_fraction, default=None, help="default 0.4")
     p.add_argument("--distance", choices=["iou", "centroid"], default=None, help="default iou")
-    p.add_argument("--distance-threshold", type=float, default=None, help="default: iou 0.8, centroid 0.5")
-    p.add_argument("--hit-counter-max", type=int, default=None, help="frames a lost track survives (default 30)")
-    p.add_argument("--initialization-delay", type=int, default=None, help="frames before a new id (default 3)")
-    p.add_argument("--detect-every", type=int, default=None, help="detect every k-th frame (default 3)")
-    p.add_argument("--batch-size", type=int, default=None, help="frames per detector batch (default 4)")
+    p.add_argument("--distance-threshold", type=_positive_float, default=None, help="default: iou 0.8, centroid 0.5")
+    p.add_argument("--hit-counter-max", type=_positive_int, default=None,
+                   help="frames a lost track survives (default 30)")
+    p.add_argument("--initialization-delay", type=_count, default=None, help="frames before a new id (default 3)")
+    p.add_argument("--detect-every", type=_positive_int, default=None, help="detect every k-th frame (default 3)")
+    p.add_argument("--batch-size", type=_batch, default=None, help="frames per detector batch (default 4)")
     _tiles_arg(p)
 
 
-def cmd_track(args: argparse.Namespace) -> int:
-    import shutil
-
+def _track_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The tracker settings given on the command line (defaults left out), checked before any work."""
     from . import jobs
     from .config import TrackConfig
-    from .store import Store
-
     from .tiling import tiles_text
 
-    tiles = tiles_text(args.tiles)  # checked before any work
-    store = Store(args.data_dir)
-    gt_text = Path(args.gt).read_text() if args.gt and args.video != "demo" else None
-    video_id = _stored_video_id(store, args.video, gt_text)
+    tiles = tiles_text(args.tiles)
     defaults = TrackConfig()
     config = {k: v for k, v in {
         "score_threshold": args.score_threshold, "distance": args.distance,
         "distance_threshold": args.distance_threshold, "hit_counter_max": args.hit_counter_max,
         "initialization_delay": args.initialization_delay, "detect_every": args.detect_every,
         "batch_size": args.batch_size, "tiles": tiles}.items() if v is not None and v != getattr(defaults, k)}
-    settings = jobs.tracking_settings(store, video_id, model=args.model, device=args.device, **config)
+    jobs.check_track_config(config)
+    return config
+
+
+def _ground_truth(path: str) -> str:
+    """The text of ``--gt``, checked to be MOTChallenge text before any work (errors name the user's file)."""
+    from .mot import read_mot
+
+    _input_file(path, "--gt")
+    try:
+        truth = read_mot(path)
+    except ValueError as exc:
+        raise ValueError(f"--gt {path}: {str(exc).removeprefix(f'MOT file {Path(path).name}: ')}") from None
+    if not (truth["conf"] != 0).any():  # else the run would end without scores, after all the work
+        raise ValueError(f"--gt {path}: no boxes to score against (the file is empty, or every row is "
+                         f"marked ignored with conf 0)")
+    return Path(path).read_text()
+
+
+def _track_request(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """(store, checked run settings) of ``track``: the settings, output paths,
+    ground truth, model and the video's frames are all checked before the video is stored."""
+    from . import jobs
+    from .detector import resolve_device
+    from .models import resolve
+    from .store import Store
+
+    config = _track_config(args)
+    outputs = ((args.out, "--out"), (args.mot, "--mot"), (args.csv, "--csv"))
+    for target, option in outputs:
+        if target:
+            _output_file(target, option)
+    _distinct_files(outputs, [args.video, args.gt])
+    gt_text = _ground_truth(args.gt) if args.gt else None
+    store = Store(args.data_dir)
+    resolve(store, args.model, resolve_device(args.device))
+    if args.video != "demo":  # a grid too fine for the frames, or frames too large, store nothing
+        info = _probe_video_file(args.video)
+        jobs.check_track_config(config, info.width, info.height)
+    video_id = _stored_video_id(store, args.video, gt_text)
+    return store, jobs.tracking_settings(store, video_id, model=args.model, device=args.device, **config)
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    import shutil
+
+    from . import jobs
+
+    store, settings = _track_request(args)
     run_id = jobs.create_tracking_run(store, settings)
     print(f"run {run_id}: tracking with {settings['model_label']}", file=sys.stderr)
     run = jobs.run_tracking(store, run_id)
@@ -369,8 +533,14 @@ def cmd_track(args: argparse.Namespace) -> int:
     for target, key in ((args.out, "video"), (args.mot, "mot"), (args.csv, "csv")):
         if target:
             shutil.copyfile(outputs[key], target)
+    _print_track_report(args, run, settings, metrics)
+    return 0
+
+
+def _print_track_report(args: argparse.Namespace, run: Any, settings: dict[str, Any], metrics: dict[str, Any]
+                        ) -> None:
     summary = metrics["summary"]
-    report = {"run_id": run_id, "status": run.status, "model": settings["model_label"],
+    report = {"run_id": run.id, "status": run.status, "model": settings["model_label"],
               "frames": summary["frames"], "video_fps": summary["video_fps"], "fps": summary["fps"],
               "seconds": summary["seconds"], "tracks": summary["num_tracks"], "unique_cows": summary["num_tracks"],
               "max_cows_in_frame": summary["max_cows_in_frame"], "warning": summary["warning"],
@@ -381,24 +551,33 @@ def cmd_track(args: argparse.Namespace) -> int:
               "to_label": metrics.get("to_label", [])}
     if args.json:
         _print_json(report)
-    else:
-        print(f"{report['frames']} frames at {report['fps']:.1f} fps: {report['unique_cows']} cows tracked "
-              f"(at most {report['max_cows_in_frame']} at once); wrote {args.out}"
-              + (f"; MOTA {report['mota']:.3f}, IDF1 {report['idf1']:.3f}" if "mota" in report else ""))
-        if report["to_label"]:
-            print(f"{len(report['to_label'])} frames worth labeling (where tracking broke): "
-                  f"python -m cowdetect import-video {args.video} --from-run {run_id}")
-        if report["warning"]:
-            print(f"warning: {report['warning']}", file=sys.stderr)
-    return 0
+        return
+    print(f"{report['frames']} frames at {report['fps']:.1f} fps: {report['unique_cows']} cows tracked "
+          f"(at most {report['max_cows_in_frame']} at once); wrote {args.out}"
+          + (f"; MOTA {report['mota']:.3f}, IDF1 {report['idf1']:.3f}" if "mota" in report else ""))
+    if report["to_label"]:
+        print(f"{len(report['to_label'])} frames worth labeling (where tracking broke): "
+              f"python -m cowdetect import-video {args.video} --from-run {run.id}")
+    if report["warning"]:
+        print(f"warning: {report['warning']}", file=sys.stderr)
+
+
+def _nothing_imported(skipped: Sequence[tuple[str, str]], what: str) -> ValueError:
+    """The one-line error of an import that skipped everything it was given: the first reasons."""
+    shown = "; ".join(f"{name}: {reason}" for name, reason in skipped[:3])
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    return ValueError(f"nothing imported: {len(skipped)} {what}{'s' * (len(skipped) != 1)} skipped ({shown}{more})")
 
 
 def _report(args: argparse.Namespace, report: Any) -> int:
-    """Print an ImportReport: the summary, then each skipped file and why (stderr)."""
+    """Print an ImportReport: the summary, then each skipped file and why (stderr). When every file
+    was skipped (none added or found already stored), that is an error: exit 2, the first reasons."""
     if args.json:
         _print_json({"added": report.added, "already_present": report.already_present, "boxes": report.boxes,
                      "skipped": [{"name": n, "reason": r} for n, r in report.skipped]})
-    else:
+    if report.skipped and not report.added and not report.already_present:
+        raise _nothing_imported(report.skipped, "file")
+    if not args.json:
         print(report.summary())
     for name, reason in report.skipped:
         print(f"skipped {name}: {reason}", file=sys.stderr)
@@ -419,7 +598,8 @@ def cmd_import_images(args: argparse.Namespace) -> int:
         path = Path(name)
         if not path.is_file():
             raise ValueError(f"{name}: " + (f"a folder; give the image files (e.g. {name}/*.jpg) or a zip"
-                                            if path.is_dir() else "no such file"))
+                                            if path.is_dir() else "not a regular file" if path.exists()
+                                            else "no such file"))
         files.append((path.name, path.read_bytes()))
     return _report(args, import_images(Store(args.data_dir), files, split=args.split))
 
@@ -437,7 +617,9 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
     from .store import Store
 
     if not Path(args.images_dir).is_dir():
-        raise ValueError(f"{args.images_dir}: not a folder")
+        raise ValueError(f"IMAGES_DIR {args.images_dir}: " + ("a file, not a folder" if Path(args.images_dir).exists()
+                                                              else "no such folder"))
+    _input_file(args.json_file, "COCO JSON")
     report = import_coco(Store(args.data_dir), Path(args.json_file), Path(args.images_dir),
                          category=None if args.category == "all" else args.category, split=args.split,
                          include_negatives=args.include_negatives)
@@ -447,7 +629,7 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
 def add_import_deeplake_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", nargs="?", default="hub://activeloop/coco-train")
     p.add_argument("--category", default="cow")
-    p.add_argument("--limit", type=int, default=100, help="at most this many images (0: all)")
+    p.add_argument("--limit", type=_count, default=100, help="at most this many images (0: all)")
     p.add_argument("--split", default="unassigned", choices=SPLITS)
 
 
@@ -465,14 +647,15 @@ def add_import_video_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("video", help="a video file (stored first, once), or 'demo' for the demo video")
     how = p.add_argument_group("which frames (one of; default --every 1)")
-    how.add_argument("--every", type=float, default=None, metavar="SECONDS",
+    how.add_argument("--every", type=_positive_float, default=None, metavar="SECONDS",
                      help="the first frame at or after every SECONDS of the video (by each frame's own time)")
-    how.add_argument("--count", type=int, default=None, metavar="N", help="N frames spread evenly over the video")
+    how.add_argument("--count", type=_positive_int, default=None, metavar="N",
+                     help="N frames spread evenly over the video")
     p.add_argument("--split", default="unassigned", help="split of the new images (default unassigned)")
-    p.add_argument("--min-change", type=int, default=MIN_CHANGE_BITS, metavar="BITS",
+    p.add_argument("--min-change", type=_whole(0, 64), default=MIN_CHANGE_BITS, metavar="BITS",
                    help="skip a frame whose perceptual hash differs from the last kept frame's in fewer of its 64 "
                         f"bits (0 keeps all; default {MIN_CHANGE_BITS})")
-    p.add_argument("--from-run", type=int, default=None, metavar="RUN_ID",
+    p.add_argument("--from-run", type=_run_id, default=None, metavar="RUN_ID",
                    help="instead of sampling: the frames tracking run RUN_ID found worth labeling (where tracking "
                         "broke; listed by `track --json` as to_label), with the tracker's boxes as suggestions")
 
@@ -486,12 +669,19 @@ def _stored_video_id(store: Any, video: str, ground_truth: str | None = None) ->
         if not demo:
             raise ValueError("no demo video in this data folder; run: python -m cowdetect demo")
         return demo[-1].id
-    path = Path(video)
-    if not path.is_file():
-        raise ValueError(f"video {path}: " + ("a folder; give a video file" if path.is_dir() else "no such file"))
+    path = _input_file(video, "video")
     record, note = jobs.add_video(store, path.read_bytes(), path.name, ground_truth)
     print(note, file=sys.stderr)
     return record.id
+
+
+def _probe_video_file(video: str) -> Any:
+    """The :class:`~cowdetect.video.VideoInfo` of a video file given on the command line, checked as
+    an upload is (a known suffix, a decodable frame, frames not too large) before it is stored."""
+    from . import jobs
+
+    path = _input_file(video, "video")
+    return jobs.check_video_file(path, path.name)
 
 
 def _run_video_id(store: Any, video: str, run_id: int) -> int:
@@ -529,7 +719,9 @@ def cmd_import_video(args: argparse.Namespace) -> int:
     result = jobs.frame_import_of(run)
     if args.json:
         _print_json({**result.as_dict(), "run_id": run.id})
-    else:
+    if result.skipped and not result.added and not result.images:
+        raise _nothing_imported([(f"frame {s['frame']}", s["reason"]) for s in result.skipped], "frame")
+    if not args.json:
         print(result.summary())
     for skip in result.skipped:
         print(f"skipped frame {skip['frame']}: {skip['reason']}", file=sys.stderr)
@@ -548,6 +740,9 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
     from .formats import write_coco
     from .store import Store
 
+    _output_file(args.out, "OUT.json")
+    if args.images_dir is not None:
+        _output_folder(args.images_dir, "--images-dir")
     counts = write_coco(Store(args.data_dir), args.out, split=args.split, images_dir=args.images_dir)
     if args.json:
         _print_json({"out": args.out, **counts})
@@ -564,6 +759,7 @@ def cmd_export_yolo(args: argparse.Namespace) -> int:
     from .formats import export_yolo
     from .store import Store
 
+    _output_folder(args.out_dir, "DIR")
     counts = export_yolo(Store(args.data_dir), args.out_dir)
     if args.json:
         _print_json({"out_dir": args.out_dir, **counts})
@@ -638,12 +834,12 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=data_dir_default(),
                    help="data folder (default $COWDETECT_DATA_DIR or ./data)")
     p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_threads, default=None,
                    help="CPU threads for torch (default $COWDETECT_THREADS or all cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cowdetect", description="Find, fine-tune on and track cows.")
+    parser = _Parser(prog="python -m cowdetect", description="Find, fine-tune on and track cows.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text, add_args, handler in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -654,21 +850,111 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 bad input or a failed operation)."""
-    # Only light imports here: commands that need no model (import, export, runs) start without torch.
+# errno -> what the user can do about it
+OS_HINTS = {
+    errno.ENOSPC: "the disk is full; free some space or use another --data-dir",
+    errno.EDQUOT: "the disk quota is used up; free some space or use another --data-dir",
+    errno.EROFS: "the file system is read-only; use a writable --data-dir or output path",
+    errno.EACCES: "this user may not do that; check the permissions",
+    errno.EPERM: "this user may not do that; check the permissions",
+}
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """What a user can meet and fix (bad input, an unusable data folder or file): one line, exit 2.
+    FloatingPointError: :class:`cowdetect.engine.TrainingDivergedError` (a non-finite loss) is one."""
+    import sqlite3
+
     from .weights import WeightsUnavailableError
 
-    args = build_parser().parse_args(argv)
+    return ValueError, OSError, sqlite3.DatabaseError, WeightsUnavailableError, FloatingPointError
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    """``text`` on one line: terminal colour codes dropped, whitespace runs (newlines) made one space."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def error_text(exc: BaseException, data_dir: str | None = None) -> str:
+    """The one line the CLI prints for an expected error (without the ``error: `` prefix)."""
+    import sqlite3
+
+    from .store.base import DB_NAME
+    from .store.schema import DatabaseUnusable, describe_database_error
+
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:  # not one of our own messages
+        where = " -> ".join(_shown_path(name, data_dir) for name in (exc.filename, exc.filename2) if name)
+        hint = OS_HINTS.get(exc.errno)
+        text = (f"{where}: " if where else "") + exc.strerror + (f" ({hint})" if hint else "")
+    elif isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, DatabaseUnusable):
+        text = describe_database_error(exc, Path(data_dir or ".").resolve() / DB_NAME)
+    else:
+        text = str(exc) or type(exc).__name__
+    return _one_line(text)
+
+
+def _shown_path(name: Any, data_dir: str | None) -> str:
+    """How a path in an OS error is shown: a scratch file inside the data folder (an import's
+    staging folder, a half-written file) means nothing to the user, the data folder does."""
+    path = Path(str(name))
+    if data_dir and Path(data_dir).is_dir():
+        folder = Path(data_dir).resolve()
+        if folder in path.parents and (path.name.startswith(".tmp-") or path.relative_to(folder).parts[0] == "tmp"):
+            return f"the data folder {folder}"
+    return str(name)
+
+
+def _log_unexpected(argv: Sequence[str], data_dir: str | None) -> str:
+    """Append the traceback being handled to ``<data folder>/logs/errors.log`` (a temporary file when
+    the data folder is missing or not writable); returns where it went, and why there."""
+    import tempfile
+    import traceback
+
+    text = (f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} python -m cowdetect {' '.join(argv)}\n"
+            f"{traceback.format_exc()}\n")
+    if data_dir and Path(data_dir).is_dir():
+        log = Path(data_dir).resolve() / "logs" / "errors.log"
+        try:
+            log.parent.mkdir(exist_ok=True)
+            with open(log, "a", encoding="utf-8") as out:
+                out.write(text)
+            return str(log)
+        except OSError:
+            pass
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="cowdetect-error-", suffix=".log", text=True)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        return f"{tmp} (the data folder could not take it)"
+    except OSError:
+        return "nowhere: neither the data folder nor the temporary folder can be written"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status: 0 ok, 2 an expected failure (bad input, an unusable data
+    folder or file: one line on stderr), 1 anything else (one line saying where the traceback is),
+    130 interrupted."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    data_dir = getattr(args, "data_dir", None)
     try:
         if getattr(args, "threads", None) is not None:
             from .detector import set_threads
             set_threads(args.threads)
         return int(args.func(args) or 0)
-    except (ValueError, WeightsUnavailableError, FloatingPointError, FileNotFoundError) as exc:
-        # FloatingPointError: cowdetect.engine.TrainingDivergedError (a non-finite loss) is one
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except _expected_errors() as exc:
+        print(f"error: {error_text(exc, data_dir)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the one guard of the command line: a bug, said in one line
+        where = _log_unexpected(argv, data_dir)
+        print(f"unexpected error ({type(exc).__name__}: {_one_line(str(exc), 300)}); the full traceback is in "
+              f"{where}", file=sys.stderr)
+        return 1

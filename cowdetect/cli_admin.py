@@ -51,20 +51,34 @@ def cmd_users(args: argparse.Namespace) -> int:
             print("no accounts: the app runs for this machine only (see ./run.sh app --network)")
         return 0
     if args.action == "add":
-        from .accounts import check_name
-
-        check_name(args.name)  # before asking for a password
+        _check_new_account(store, args.name)  # before asking for a password
         store.add_user(args.name, args.role, read_password())
     elif args.action == "remove":
         store.remove_user(args.name)
     elif args.action == "set-role":
         store.set_role(args.name, args.role)
     else:
+        _check_account(store, args.name)  # before asking for a password
         store.set_password(args.name, read_password())
     done = {"add": f"added {args.name} ({args.role})", "remove": f"removed {args.name}",
             "set-role": f"{args.name} is now {args.role}", "set-password": f"password of {args.name} changed"}
     _say(args, {"user": args.name, "action": args.action, "role": args.role}, done[args.action])
     return 0
+
+
+def _check_new_account(store: Any, name: str) -> None:
+    """Refuse a bad or taken account name before a password is asked for."""
+    from .accounts import check_name
+
+    check_name(name)
+    if any(row["name"] == name for row in store.users()):
+        raise ValueError(f"user {name!r} exists already")
+
+
+def _check_account(store: Any, name: str) -> None:
+    """Refuse an unknown account name before a password is asked for."""
+    if not any(row["name"] == name for row in store.users()):
+        raise ValueError(f"user {str(name)[:80]!r}: no such account")
 
 
 def add_backup_args(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ saved model describes itself.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +40,28 @@ class DetectorConfig:
     max_detections: int = 100
 
     def __post_init__(self) -> None:
+        # checked here because a checkpoint file carries this config: a damaged or hand-made one
+        # must fail with a sentence, not deep inside torchvision
+        if not isinstance(self.architecture, str):
+            raise ValueError(f"architecture: expected a name, got {self.architecture!r}")
+        if isinstance(self.classes, str) or not isinstance(self.classes, (list, tuple)) or not self.classes \
+                or not all(isinstance(c, str) and c for c in self.classes):
+            raise ValueError(f"classes: expected a list of class names, got {self.classes!r}")
         object.__setattr__(self, "classes", tuple(self.classes))
+        for name in ("min_size", "max_size", "max_detections"):
+            value = getattr(self, name)
+            if (value is not None or name == "max_detections") and not _positive_whole(value):
+                raise ValueError(f"{name}: expected a positive whole number, got {value!r}")
+        if not isinstance(self.score_threshold, (int, float)) or not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"score_threshold: expected a number from 0 to 1, got {self.score_threshold!r}")
+
+
+def _positive_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 # Training settings per architecture: the ONE table that TrainConfig, DetectorBox.train, the
@@ -214,6 +236,9 @@ class TrackConfig:
                              f" got {self.initialization_delay}")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"score_threshold: expected 0 to 1, got {self.score_threshold}")
+        if self.distance_threshold is not None and not _positive_number(self.distance_threshold):
+            raise ValueError(f"distance_threshold: expected a positive number (or None for the distance's own "
+                             f"default), got {self.distance_threshold!r}")
         if self.trail_length < 0:
             raise ValueError(f"trail_length: expected 0 or more, got {self.trail_length}")
         if not self.classes:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence, overload
 
@@ -40,6 +43,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device: there is no GPU {dev.index} (this machine has {torch.cuda.device_count()}, "
+                         f"counted from 0), got {device!r}")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
     if dev.type == "cuda" and dev.index is None:
         # 'cuda' and 'cuda:0' are one GPU: jobs claim a device by this name, one job per device
         dev = torch.device("cuda", torch.cuda.current_device())
@@ -362,34 +370,71 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
 
 
 def _load_payload(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents, checked to be a cowdetect checkpoint with its config and weights.
+    Every refusal is a ValueError naming the file; torch's own advice (to load with
+    ``weights_only=False``, which would run whatever code the file holds) never reaches the user."""
     if not path.is_file():
         raise ValueError(f"weights: no checkpoint file at {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"weights: {path} is empty (0 bytes), not a cowdetect checkpoint")
     try:
-        # weights_only: a checkpoint is data, never code to unpickle.
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - on junk bytes torch raises KeyError, IndexError, TypeError too
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr before it refuses
+            warnings.simplefilter("ignore")
+            # weights_only: a checkpoint is data, never code to unpickle.
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        raise ValueError(f"weights: {path} " + (
+            f"holds pickled Python objects ({found.group(1)}), not a cowdetect checkpoint; cowdetect never "
+            f"unpickles objects, which could run any code (save a checkpoint with DetectorBox.save)" if found
+            else "is not a readable cowdetect checkpoint (not a file torch.save wrote, or it is damaged)")) from None
+    except Exception:  # noqa: BLE001 - on junk bytes torch raises KeyError, EOFError, RuntimeError and more
+        raise ValueError(f"weights: {path} is not a readable cowdetect checkpoint (not a file torch.save wrote, "
+                         f"or it is cut off or damaged)") from None
+    _check_payload(path, payload)
+    return payload
 
-        raise ValueError(f"weights: {path} is not a readable cowdetect checkpoint ({str(exc).splitlines()[0]})") from exc
+
+def _check_payload(path: Path, payload: Any) -> None:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"weights: {path} is not a cowdetect checkpoint (save one with DetectorBox.save)")
-    if payload.get("version", 0) > CHECKPOINT_VERSION:
+    if not isinstance(payload.get("version", 0), int) or payload.get("version", 0) > CHECKPOINT_VERSION:
         raise ValueError(f"weights: {path} was written by a newer cowdetect (format {payload['version']})")
-    return payload
+    missing = [key for key in ("config", "state_dict") if key not in payload]
+    if missing:
+        raise ValueError(f"weights: {path} is a cowdetect checkpoint without its {' or '.join(missing)} "
+                         f"(damaged, or not written by DetectorBox.save)")
+    if not isinstance(payload["config"], dict) or not isinstance(payload["config"].get("architecture"), str):
+        raise ValueError(f"weights: {path}: its config names no architecture (damaged, or not written by "
+                         f"DetectorBox.save)")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"weights: {path}: its state_dict is not a set of named tensors (damaged, or not "
+                         f"written by DetectorBox.save)")
 
 
 def _read_checkpoint(path: Path) -> tuple[DetectorConfig, torch.nn.Module]:
     payload = _load_payload(path)
-    config = from_dict(DetectorConfig, payload["config"])
-    model = models.build_untrained(config.architecture, len(config.classes) + 1, config.min_size,
-                                   config.max_size, config.score_threshold, config.max_detections)
+    try:
+        config = from_dict(DetectorConfig, payload["config"])
+        model = models.build_untrained(config.architecture, len(config.classes) + 1, config.min_size,
+                                       config.max_size, config.score_threshold, config.max_detections)
+    except ValueError as exc:
+        raise ValueError(f"weights: {path}: its config cannot build a detector ({exc})") from None
     if payload.get("frozen_batchnorm"):
         models.freeze_batchnorm(model)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         raise ValueError(f"weights: {path} does not match architecture {config.architecture} "
-                         f"({str(exc).splitlines()[0]})") from exc
-    frozen = set(payload.get("frozen_parameters", []))
+                         f"({_first_line(exc)})") from None
+    frozen = set(payload.get("frozen_parameters") or [])
     for name, param in model.named_parameters():
         param.requires_grad_(name not in frozen)
     return config, model
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -25,7 +25,7 @@ from .detections import Detections
 from .draw import draw_tracks
 from .framecache import FrameDetections
 from .mot import mot_line
-from .video import Frame, VideoInfo, VideoReader, VideoWriter
+from .video import Frame, VideoInfo, VideoReader, VideoWriter, check_frame_size
 
 
 def centroid_distance(candidates: np.ndarray, objects: np.ndarray) -> np.ndarray:
@@ -324,9 +324,11 @@ def track_video(video: str | Path, detector: Any, out_video: str | Path | None, 
     _check_classes(detector, config)
     reader = VideoReader(video)
     info = reader.info
-    if info.width * info.height > 8192 * 8192:
+    try:
+        check_frame_size(info, Path(video).name)
+    except ValueError:
         reader.close()  # its decode thread would otherwise outlive the refusal
-        raise ValueError(f"video: frames of {info.width}x{info.height} are larger than 8192x8192")
+        raise
     pipeline = _Pipeline(detector, info, out_video, out_mot, out_csv, config, progress, cache)
     try:
         pipeline.feed(reader)

@@ -20,6 +20,9 @@ import av
 import numpy as np
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg")
+# The largest frame a stored video may have: its frames become images, which have the same limit
+# (cowdetect.images.MAX_PIXELS: 8K UHD, 33 MP, fits). A 10000x10000 frame is 300 MB decoded.
+MAX_FRAME_PIXELS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,14 @@ def probe_video(path: str | Path) -> VideoInfo:
     if rotation in (90, 270):
         width, height = height, width
     return VideoInfo(width, height, round(fps, 3), frames, round(duration, 3), rotation, codec)
+
+
+def check_frame_size(info: VideoInfo, name: str) -> VideoInfo:
+    """``info`` of the video ``name`` when its frames are at most :data:`MAX_FRAME_PIXELS`, else ValueError."""
+    if info.width * info.height > MAX_FRAME_PIXELS:
+        raise ValueError(f"video {name}: frames of {info.width}x{info.height} are {info.width * info.height / 1e6:.0f} "
+                         f"megapixels, more than the limit of {MAX_FRAME_PIXELS / 1e6:.0f}")
+    return info
 
 
 class VideoReader:

@@ -107,9 +107,9 @@ ERRORS = [
     (lambda d, t: ["evaluate", "--split", "val"], "no labeled images"),
     (lambda d, t: ["predict", str(t / "notes.jpg"), "--model", str(t / "fake.pt")], "not an image|checkpoint"),
     (lambda d, t: ["train", "--model", f"untrained:{FRCNN}", "--name", "123"], "name: expected letters"),
-    (lambda d, t: ["train", "--model", f"untrained:{FRCNN}", "--keep-start", "2"], "keep_start: expected a number"),
-    (lambda d, t: ["train", "--model", f"untrained:{FRCNN}", "--backbone-lr", "-1"], "backbone_lr: expected"),
-    (lambda d, t: ["train", "--model", f"untrained:{FRCNN}", "--tile-crops", "nan"], "tile_crops: expected"),
+    (lambda d, t: ["train", "--model", f"untrained:{FRCNN}", "--keep-start", "2"], "--keep-start: expected a number from 0 to 1"),
+    (lambda d, t: ["train", "--model", f"untrained:{FRCNN}", "--backbone-lr", "-1"], "--backbone-lr: expected"),
+    (lambda d, t: ["train", "--model", f"untrained:{FRCNN}", "--tile-crops", "nan"], "--tile-crops: expected"),
 ]
 
 
@@ -248,11 +248,11 @@ def cows_mp4(tmp_path) -> Path:
 IMPORT_VIDEO_ERRORS = [
     (["--every", "0"], "every: expected a positive number"),
     (["--every", "nan"], "every: expected a positive number"),
-    (["--count", "0"], "count: expected a positive whole number"),
+    (["--count", "0"], "--count: expected a whole number from 1"),
     (["--every", "1", "--count", "3"], "got both"),
     (["--split", "holdout"], "split: expected one of"),
-    (["--min-change", "-1"], "min_change: expected"),
-    (["--min-change", "65"], "min_change: expected"),
+    (["--min-change", "-1"], "--min-change: expected a whole number from 0 to 64"),
+    (["--min-change", "65"], "--min-change: expected a whole number from 0 to 64"),
     (["VIDEO=notes.mp4"], "not a video file"),
     (["VIDEO=missing.mp4"], "no such file"),
     (["VIDEO=notes.txt"], "expected a video file"),
@@ -326,3 +326,34 @@ def test_commands_without_a_model_do_not_load_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert done.returncode == 0, "torch was imported: " + done.stderr[-500:]
+
+
+def test_two_identical_train_commands_never_run_one_run_twice_at_once(job_store_small):
+    """Measured (issue 14): two `train` commands with identical settings started together make one
+    run and one model (the store returns the queued run to the second; a second process cannot take
+    a run a live one holds), or two runs one after the other (the device is claimed under SQLite's
+    write lock) — never the same run twice in parallel."""
+    data = job_store_small.data_dir
+    command = [sys.executable, "-m", "cowdetect", "train", "--data-dir", str(data), "--model", TINY_BASE,
+               "--iterations", "3", "--checkpoint-every", "0", "--eval-every", "0", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COWDETECT_THREADS": "1"}
+    procs = [subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        ends = [proc.communicate(timeout=600) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    codes = sorted(proc.returncode for proc in procs)
+    runs, models = job_store_small.runs("train"), job_store_small.models()
+    assert all(run.status == "done" for run in runs), runs
+    if len(runs) == 1:  # one run, one model; the second command ran it or was told who does
+        assert len(models) == 1 and codes in ([0, 0], [0, 2]), ends
+        for (_, err), code in zip(ends, (proc.returncode for proc in procs)):
+            if code == 2:
+                assert_one_error_line(err.splitlines()[-1] + "\n", f"run {runs[0].id} is (already being run|done)")
+    else:  # two runs, in sequence: one started after the other finished
+        assert len(runs) == 2 and len(models) == 2 and codes == [0, 0], ends
+        first, second = sorted(runs, key=lambda run: run.started_at)
+        assert first.finished_at <= second.started_at, (first, second)

@@ -1,6 +1,10 @@
 """DetectorBox on CPU with tiny models and 128 px images."""
 
+import functools
+import io
 import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,23 +122,86 @@ def test_save_load_round_trip(tiny_box, blocks, tmp_path):
     np.testing.assert_array_equal(a.score, b.score)
 
 
-def test_load_refuses_non_checkpoints(tmp_path):
-    pickled = tmp_path / "evil.pt"
-    # A pickle that would run code if unpickled: weights_only loading must refuse it.
-    import pickle
+class _Evil:
+    """A pickle that would run code if unpickled: weights_only loading must refuse it."""
 
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
-    pickled.write_bytes(pickle.dumps(Evil()))
-    with pytest.raises(ValueError, match="not a readable cowdetect checkpoint"):
-        DetectorBox.load(pickled)
-    plain = tmp_path / "plain.pt"
-    torch.save({"a": torch.zeros(1)}, plain)
-    with pytest.raises(ValueError, match="not a cowdetect checkpoint"):
-        DetectorBox.load(plain)
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+@functools.cache
+def _good_checkpoint() -> bytes:
+    """The bytes of a tiny untrained checkpoint, made once for the module."""
+    with tempfile.TemporaryDirectory() as folder:
+        torch.manual_seed(0)
+        return DetectorBox(FRCNN, weights=None, device="cpu", **TINY).save(Path(folder) / "good.pt").read_bytes()
+
+
+def _checkpoint(**changes):
+    """A tiny real checkpoint with ``changes`` to its payload (None deletes a key)."""
+    def make(path):
+        payload = torch.load(io.BytesIO(_good_checkpoint()), weights_only=True)
+        for key, value in changes.items():
+            if value is None:
+                payload.pop(key)
+            else:
+                payload[key] = value(payload[key]) if callable(value) else value
+        torch.save(payload, path)
+    return make
+
+
+def _pickle(obj):
+    import pickle
+    return lambda path: path.write_bytes(pickle.dumps(obj))
+
+
+def _cut(path):
+    _checkpoint()(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+# (how the bad file is made, what the ValueError says): every one is refused with a sentence naming
+# the file, never with torch's advice to load it with weights_only=False (which would run its code)
+BAD_CHECKPOINTS = [
+    (lambda p: p.write_bytes(b""), "is empty \\(0 bytes\\)"),
+    (lambda p: p.write_text("these are notes"), "not a readable cowdetect checkpoint"),
+    (lambda p: p.write_bytes(bytes(range(256)) * 8), "not a readable cowdetect checkpoint"),
+    (_cut, "not a readable cowdetect checkpoint"),
+    (_pickle(_Evil()), "not a readable cowdetect checkpoint"),  # a bare pickle: not even torch's format
+    (lambda p: torch.save(_Evil(), p), "pickled Python objects \\((builtins\\.)?print\\)"),
+    (lambda p: torch.save(torch.nn.Linear(2, 2), p), "pickled Python objects \\(torch.nn.modules.linear.Linear\\)"),
+    (lambda p: torch.save({"a": torch.zeros(1)}, p), "not a cowdetect checkpoint"),
+    (_checkpoint(config=None), "without its config"),
+    (_checkpoint(state_dict=None), "without its state_dict"),
+    (_checkpoint(config="x"), "config names no architecture"),
+    (_checkpoint(config=lambda c: {**c, "architecture": "yolo"}), "cannot build a detector \\(architecture: expected"),
+    (_checkpoint(config=lambda c: {**c, "classes": []}), "cannot build a detector \\(classes: expected"),
+    (_checkpoint(config=lambda c: {**c, "min_size": -3}), "cannot build a detector \\(min_size: expected"),
+    (_checkpoint(config=lambda c: {**c, "colour": "red"}), "unknown settings \\['colour'\\]"),
+    (_checkpoint(state_dict={"w": 3}), "state_dict is not a set of named tensors"),
+    (_checkpoint(state_dict={"w": torch.zeros(1)}), "does not match architecture"),
+    (_checkpoint(version=99), "written by a newer cowdetect"),
+]
+
+
+@pytest.mark.parametrize("make, message", BAD_CHECKPOINTS)
+def test_load_refuses_bad_checkpoints_in_one_sentence(tmp_path, capfd, make, message):
+    path = tmp_path / "bad" / "model.pt"
+    path.parent.mkdir()
+    make(path)
+    with pytest.raises(ValueError, match=message) as refused:
+        DetectorBox.load(path)
+    text = str(refused.value)
+    assert str(path) in text and "\n" not in text and "weights_only" not in text, text
+    assert "pwned" not in capfd.readouterr().out  # the pickle's code never ran
+
+
+def test_load_refuses_non_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="no checkpoint file"):
         DetectorBox.load(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="no checkpoint file"):
+        DetectorBox.load(tmp_path)  # a folder
     with pytest.raises(ValueError, match="weights: expected"):
         DetectorBox(weights=123)  # type: ignore[arg-type]
 

@@ -112,3 +112,25 @@ def test_ground_truth_given_with_a_stored_video_is_attached(tmp_path):
     shifted = "\n".join(",".join(["1"] + line.split(",")[1:]) for line in truth.splitlines()[:3]) + "\n"
     _, note = jobs.add_video(plain, data, "cows.mp4", shifted)
     assert "replaced" in note and plain.video(first.id).gt_path.read_text() == shifted
+
+
+@pytest.mark.parametrize("config, size, message", [
+    ({"distance_threshold": -1.0}, None, "distance_threshold: expected a positive number"),
+    ({"distance_threshold": float("nan")}, None, "distance_threshold: expected a positive number"),
+    ({"distance_threshold": float("inf")}, None, "distance_threshold: expected a positive number"),
+    ({"score_threshold": float("nan")}, None, "score_threshold: expected 0 to 1"),
+    ({"distance": "cosine"}, None, "distance: expected one of"),
+    ({"tiles": "16x16"}, (160, 96), "tiles: 16x16 tiles of a 160x96 image"),
+])
+def test_check_track_config_refuses_before_any_work(config, size, message):
+    with pytest.raises(ValueError, match=message):
+        jobs.check_track_config(config, *(size or (None, None)))
+
+
+def test_bad_ground_truth_names_the_video_not_a_scratch_file(video_store):
+    content = video_store.videos()[0].path.read_bytes()[:-1] + b"\x00"  # another video
+    with pytest.raises(ValueError) as refused:
+        jobs.add_video(video_store, content, "other.mp4", "1,2,three\n")
+    message = str(refused.value)
+    assert message.startswith("ground truth for other.mp4: expected comma-separated numbers"), message
+    assert "probe" not in message and "tmp" not in message and len(video_store.videos()) == 1

@@ -123,3 +123,15 @@ def test_unreadable_videos(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(ValueError, match=message):
         probe_video(path)
+
+
+def test_frames_too_large_are_refused_before_anything_is_stored(store):
+    from cowdetect.video import VideoInfo, check_frame_size
+
+    with pytest.raises(ValueError, match="huge.mp4: frames of 10000x10000 are 100 megapixels, more than the limit"):
+        check_frame_size(VideoInfo(10000, 10000, 1.0, 1, 1.0, 0, "h264"), "huge.mp4")
+    eight_k = VideoInfo(7680, 4320, 25.0, 1, 1.0, 0, "h264")
+    assert check_frame_size(eight_k, "8k.mp4") is eight_k  # 8K UHD fits
+    with pytest.raises(ValueError, match="frames of 10000x10000 are more than the limit of 50 megapixels"):
+        store.add_video(b"any bytes", "huge.mp4", 10000, 10000, 1.0, 1)  # the store checks too
+    assert store.videos() == [] and not list(store.data_dir.rglob("*.mp4"))

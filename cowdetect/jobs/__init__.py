@@ -16,8 +16,8 @@ from .machinery import (ACTIVE, create_run, install_sigterm_handler, mark_interr
 _KINDS = {
     "train": ("MIN_TRAIN_IMAGES", "cowsay_text", "create_training_run", "moo", "progress", "run_training",
               "seconds_per_iteration", "training_settings"),
-    "track": ("add_video", "create_tracking_run", "detection_cache", "run_tracking", "track_outputs",
-              "tracking_settings"),
+    "track": ("add_video", "check_track_config", "check_video_file", "create_tracking_run", "detection_cache",
+              "run_tracking", "track_outputs", "tracking_settings"),
     "evaluate": ("cached_evaluation", "create_evaluation_run", "evaluation_settings", "run_evaluation"),
     "prelabel": ("create_prelabel_run", "prelabel_settings", "run_prelabel", "uncertainty"),
     "frames": ("create_frames_run", "frame_import_of", "frames_settings", "run_frames"),

@@ -31,49 +31,94 @@ from .machinery import Log, Ticker, create_run, recorded, start, stderr_log
 TRACK_FILES = {"video": "tracked.mp4", "mot": "tracks.mot.txt", "csv": "tracks.csv", "preview": "preview.jpg"}
 
 
-def add_video(store: Store, data: bytes, name: str, ground_truth: str | None = None) -> tuple[VideoRecord, str]:
-    """Check and store an uploaded video (and optional MOTChallenge ground truth).
-
-    The bytes are probed from a scratch file inside the data folder before anything is
-    stored, so a file that is not a video, or has no decodable frame, changes nothing. A video
-    already stored gets the ground truth given with it. Returns the record and a sentence
-    saying what was done.
+def check_video_file(path: Path, name: str) -> Any:
+    """The :class:`~cowdetect.video.VideoInfo` of the video file at ``path``, uploaded or given as
+    ``name`` (which every message names): a known suffix, not empty, a frame that decodes, frames
+    no larger than :data:`cowdetect.video.MAX_FRAME_PIXELS`. Nothing is stored.
 
     Raises:
-        ValueError: an unknown file type, not a video, no frames, or ground truth that is not
-            MOTChallenge text.
+        ValueError: any of those is not so.
     """
-    from ..mot import read_mot
-    from ..video import VIDEO_SUFFIXES, probe_video
+    from ..video import check_frame_size, probe_video
+
+    _video_suffix(name)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{name}: the file is empty")
+    try:
+        info = probe_video(path)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(str(path), Path(name).name).replace(path.name, Path(name).name)) from None
+    return check_frame_size(info, Path(name).name)
+
+
+def _video_suffix(name: str) -> str:
+    """The suffix of the video file ``name``, lower case, when it is a video's (else ValueError)."""
+    from ..video import VIDEO_SUFFIXES
 
     suffix = Path(name).suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise ValueError(f"{name}: expected a video file ({', '.join(VIDEO_SUFFIXES)}), got {suffix or 'no extension'}")
-    if not data:
-        raise ValueError(f"{name}: the file is empty")
+    return suffix
+
+
+def _check_ground_truth(text: str, scratch: Path, name: str) -> None:
+    """Refuse ground truth that is not MOTChallenge text; the message names the video, not the scratch file."""
+    from ..mot import read_mot
+
+    gt_path = scratch.with_suffix(".gt.txt")
+    gt_path.write_text(text)
+    try:
+        read_mot(gt_path)
+    except ValueError as exc:
+        reason = str(exc).replace(f"MOT file {gt_path.name}: ", "").replace(str(gt_path), "the file")
+        raise ValueError(f"ground truth for {name}: {reason.replace(gt_path.name, 'the file')}") from None
+    finally:
+        gt_path.unlink(missing_ok=True)
+
+
+def add_video(store: Store, data: bytes, name: str, ground_truth: str | None = None) -> tuple[VideoRecord, str]:
+    """Check and store an uploaded video (and optional MOTChallenge ground truth).
+
+    The bytes are probed from a scratch file inside the data folder before anything is
+    stored (:func:`check_video_file`), so a file that is not a video, has no decodable frame or
+    has frames too large changes nothing. A video already stored gets the ground truth given
+    with it. Returns the record and a sentence saying what was done.
+
+    Raises:
+        ValueError: an unknown file type, not a video, no frames, frames too large, or ground truth
+            that is not MOTChallenge text.
+    """
+    suffix = _video_suffix(name)  # before anything is written
     scratch = store.inside("tmp")
     scratch.mkdir(parents=True, exist_ok=True)
     probe_path = scratch / f"probe-{os.getpid()}-{time.monotonic_ns()}{suffix}"
     try:
         probe_path.write_bytes(data)
-        try:
-            info = probe_video(probe_path)
-        except ValueError as exc:
-            raise ValueError(str(exc).replace(str(probe_path), Path(name).name)
-                             .replace(probe_path.name, Path(name).name)) from None
+        info = check_video_file(probe_path, name)
         if ground_truth is not None:
-            gt_path = probe_path.with_suffix(".gt.txt")
-            gt_path.write_text(ground_truth)
-            try:
-                read_mot(gt_path)
-            except ValueError as exc:
-                raise ValueError(f"ground truth for {Path(name).name}: " + str(exc).replace(str(gt_path), "")
-                                 .replace(gt_path.name, "").strip(" :")) from None
-            finally:
-                gt_path.unlink(missing_ok=True)
+            _check_ground_truth(ground_truth, probe_path, Path(name).name)
     finally:
         probe_path.unlink(missing_ok=True)
     return store.add_video(data, Path(name).name, info.width, info.height, info.fps, info.frames, ground_truth)
+
+
+def check_track_config(config: dict[str, Any], width: int | None = None, height: int | None = None
+                       ) -> TrackConfig:
+    """The :class:`~cowdetect.config.TrackConfig` of ``config`` (its fields, defaults left out),
+    checked before any work: every field, the distance, the tiles, and — given the frames' size —
+    that the tile grid is not too fine for them.
+
+    Raises:
+        ValueError: an unknown or bad setting.
+    """
+    from ..tracking import get_distance
+
+    track_config = from_dict(TrackConfig, config)
+    get_distance(track_config.distance)
+    track_config = dataclasses.replace(track_config, tiles=tiles_text(track_config.tiles))
+    if width and height:  # a grid too fine for the frames is refused now, not mid-run
+        check_grid(parse_tiles(track_config.tiles), width, height)
+    return track_config
 
 
 def tracking_settings(store: Store, video_id: int, model: str = "active", device: str = "auto",
@@ -86,14 +131,8 @@ def tracking_settings(store: Store, video_id: int, model: str = "active", device
     Raises:
         ValueError: an unknown video, model or setting.
     """
-    from ..tracking import get_distance
-
     video = store.video(video_id)
-    track_config = from_dict(TrackConfig, config)
-    get_distance(track_config.distance)
-    track_config = dataclasses.replace(track_config, tiles=tiles_text(track_config.tiles))
-    if video.width and video.height:  # a grid too fine for the frames is refused now, not mid-run
-        check_grid(parse_tiles(track_config.tiles), video.width, video.height)
+    track_config = check_track_config(config, video.width, video.height)
     dev = resolve_device(device)
     ref = resolve(store, model, dev)
     return {"video_id": video_id, "model": ref.pinned, "model_label": ref.label, "device": str(dev),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -18,6 +19,25 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def open_data_folder(path: Path) -> None:
+    """Create the data folder ``path`` if needed, or say in one sentence why it cannot be one: it is
+    a file, it lies inside a file, or this user may not read and write it (SQLite writes beside its
+    database even to read it, in WAL mode)."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"data folder: expected a folder, got the file {path}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path)
+        raise ValueError(f"data folder: {path} cannot be made, {blocker} is a file, not a folder") from None
+    except PermissionError:
+        raise PermissionError(f"data folder {path}: this user may not create it (permission denied); use a folder "
+                              f"you can write to") from None
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise PermissionError(f"data folder {path}: this user may not read and write it (its permissions, or a "
+                              f"read-only disk); use a folder you can write to")
+
+
 class StoreBase:
     """A data folder: where the database lies, how to connect, and the rule that files stay inside."""
 
@@ -27,7 +47,7 @@ class StoreBase:
         :func:`cowdetect.accounts.local_user`)."""
         self.user = user if user is not None else local_user()
         self.data_dir = Path(data_dir).resolve()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        open_data_folder(self.data_dir)
         self.db_path = self.data_dir / DB_NAME
         migrate(self.db_path)
 

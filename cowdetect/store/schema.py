@@ -181,15 +181,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX label_effort_model ON label_effort(model_id, source);
     """,
-    # 6: a shared server. Accounts with a role (cowdetect.accounts), who did what (activity; a run
-    # and an image remember who started / added it), and a few settings (the last backup).
+    # 6: a shared server. Accounts with a role (cowdetect.accounts; `sessions` counts "log out
+    # everywhere", failed logins per name slow down guessing), who did what (activity; a run and
+    # an image remember who started / added it), and a few settings (the last backup).
     """
     CREATE TABLE users (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         name TEXT NOT NULL UNIQUE COLLATE NOCASE,
         role TEXT NOT NULL CHECK (role IN ('viewer', 'labeler', 'trainer', 'admin')),
         password_hash TEXT NOT NULL,
+        sessions INTEGER NOT NULL DEFAULT 0,
         created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE login_failures (
+        name TEXT PRIMARY KEY COLLATE NOCASE,
+        failures INTEGER NOT NULL,
+        last_at REAL NOT NULL
     );
     CREATE TABLE activity (
         id INTEGER PRIMARY KEY,
@@ -218,13 +225,50 @@ def _version(conn: sqlite3.Connection, db_path: Path) -> int:
     return version
 
 
+class DatabaseUnusable(sqlite3.DatabaseError):
+    """The data folder's database cannot be opened or brought up to date; the message names the
+    file, SQLite's reason and what to do about it."""
+
+
+# SQLite's reason (lower case) -> what the user can do about it
+_DATABASE_HINTS = (
+    ("not a database", "the file is damaged or not a cowdetect database; restore a backup into a new folder"),
+    ("malformed", "the file is damaged; restore a backup into a new folder"),
+    ("readonly", "the data folder or its database is read-only; use a writable data folder"),
+    ("unable to open", "the data folder cannot be read or written, or the database's name is taken by a folder"),
+    ("locked", "another process is writing to it; try again when it is done"),
+    ("disk i/o", "the disk failed to read or write"),
+    ("full", "the disk is full; free some space"),
+)
+
+
+def describe_database_error(exc: BaseException, db_path: Path) -> str:
+    """One sentence for a SQLite error on ``db_path``: the file, SQLite's reason and, where known, the remedy."""
+    reason = str(exc) or type(exc).__name__
+    hint = next((text for key, text in _DATABASE_HINTS if key in reason.lower()), None)
+    return f"database {db_path}: {reason}" + (f" ({hint})" if hint else "")
+
+
 def migrate(db_path: Path) -> None:
     """Bring the database up to :data:`SCHEMA_VERSION`, one migration per transaction.
 
     Two processes opening a new data folder at once would both apply the same migration
     (the second fails on a duplicate column), so migrating holds a lock file beside the
     database and reads the version again once it holds it. An up-to-date database is only read.
+
+    Raises:
+        DatabaseUnusable: the file is not a database or is damaged, is read-only, or stays locked.
+        ValueError: the schema is newer than this cowdetect understands.
     """
+    try:
+        _migrate(db_path)
+    except DatabaseUnusable:
+        raise
+    except sqlite3.DatabaseError as exc:  # SQLite's own words lack the file's name and the remedy
+        raise DatabaseUnusable(describe_database_error(exc, db_path)) from exc
+
+
+def _migrate(db_path: Path) -> None:
     existed = db_path.is_file() and db_path.stat().st_size > 0
     conn = sqlite3.connect(db_path, timeout=30)
     try:

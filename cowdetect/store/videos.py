@@ -16,8 +16,18 @@ class VideosMixin(StoreBase):
                   ground_truth: str | None = None) -> tuple[VideoRecord, str]:
         """Store a video file's bytes (and MOTChallenge ground-truth text); returns the record and
         a sentence saying what was done: added; already stored; or already stored and its
-        ground truth attached or replaced by the one given. Atomic across processes."""
+        ground truth attached or replaced by the one given. Atomic across processes.
+
+        Raises:
+            ValueError: frames larger than :data:`cowdetect.video.MAX_FRAME_PIXELS` (checked here
+                too, so that no caller stores a video whose frames cannot be imported or tracked).
+        """
+        from ..video import MAX_FRAME_PIXELS  # here: the store itself needs no video decoder
+
         self.require("import")  # type: ignore[attr-defined]
+        if (width or 0) * (height or 0) > MAX_FRAME_PIXELS:
+            raise ValueError(f"video {name}: frames of {width}x{height} are more than the limit of "
+                             f"{MAX_FRAME_PIXELS / 1e6:.0f} megapixels")
         sha = sha256_hex(data)
         rel = Path("videos") / f"{sha}{Path(name).suffix.lower() or '.mp4'}"
         gt_rel = Path("videos") / f"{sha}.gt.txt"
@@ -34,7 +44,7 @@ class VideosMixin(StoreBase):
                                    "gt_file) VALUES (?,?,?,?,?,?,?,?)", (sha, rel.as_posix(), name, width, height, fps,
                                    frames, gt_rel.as_posix() if ground_truth is not None else None))
                 row = conn.execute("SELECT * FROM videos WHERE id = ?", (cur.lastrowid,)).fetchone()
-                self.record("import video", f"video #{cur.lastrowid}", name, conn)  # type: ignore[attr-defined]
+                self._log(conn, "import video", f"video #{cur.lastrowid}", name)  # type: ignore[attr-defined]
             except BaseException:  # a full disk, a kill: no file without its row
                 for path in written:
                     path.unlink(missing_ok=True)
