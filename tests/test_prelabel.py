@@ -218,7 +218,7 @@ CLI_ERRORS = [
     (["--split", "nosuch"], "split: expected one of"),
     ([], "give --split S .its unlabeled images. or --unlabeled"),
     (["--split", "test"], "no unlabeled images"),
-    (["--split", "train", "--score-threshold", "nan"], "score_threshold: expected a number between 0 and 1"),
+    (["--split", "train", "--score-threshold", "nan"], "--score-threshold: expected a number from 0 to 1"),
     (["--split", "train", "--score-threshold", "1.5"], "score_threshold"),
     (["--split", "train", "--score-threshold", "0"], "score_threshold"),
     (["--unlabeled", "--model", "nope"], "no version called 'nope'"),
