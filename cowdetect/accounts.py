@@ -17,12 +17,14 @@ owner-only permissions. This module never imports Streamlit.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import hmac
 import os
 import re
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,14 @@ ACTIONS: dict[str, str] = {
 # the action a background job of each kind needs (starting, stopping or resuming it)
 RUN_ACTIONS: dict[str, str] = {"train": "train", "evaluate": "evaluate", "track": "track", "prelabel": "prelabel",
                                "frames": "import"}
+
+
+def run_action(kind: str) -> str:
+    """The action starting, stopping or writing a job of ``kind`` needs; a kind nobody listed needs
+    an admin (the strictest rule, so a new job kind is never open by mistake)."""
+    return RUN_ACTIONS.get(kind, "settings")
+
+
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # Argon2 accepts more; a 1 MB "password" is an attack, not a password
@@ -86,18 +96,21 @@ def local_user() -> User:
 
 
 def check_role(role: str) -> str:
+    """``role`` if it is one of :data:`ROLES`, else ValueError."""
     if role not in ROLES:
         raise ValueError(f"role: expected one of {list(ROLES)}, got {role!r}")
     return role
 
 
 def check_name(name: str) -> str:
+    """``name`` if it is a valid account name (a letter, then up to 63 of A-Z a-z 0-9 _ . @ -), else ValueError."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise ValueError(f"user name: expected a letter then up to 63 letters, digits or _.@-, got {str(name)[:80]!r}")
     return name
 
 
 def check_password(password: str) -> str:
+    """``password`` if it has 8 to 1024 characters, else ValueError (which never echoes it)."""
     if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise ValueError(f"password: expected {MIN_PASSWORD} to {MAX_PASSWORD} characters")
     return password
@@ -127,18 +140,22 @@ def session_secret(data_dir: str | Path) -> bytes:
     """The data folder's session secret (32 random bytes), made on first use with owner-only
     permissions (0600); one that others can read is refused, as it would let them sign sessions."""
     path = Path(data_dir) / SECRET_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if path.stat().st_mode & 0o077:
-            raise PermissionError(f"{path}: readable by others; run: chmod 600 {path}") from None
-        secret = path.read_bytes()
-        if len(secret) < 32:
-            raise ValueError(f"{path}: damaged (under 32 bytes); delete it to make a new one (everyone logs in again)")
-        return secret
-    with os.fdopen(fd, "wb") as out:
-        secret = secrets.token_bytes(32)
-        out.write(secret)
+    if not path.exists():
+        # written whole to a private temporary file, then linked into place: two processes making
+        # it at once both end up reading the one that won, never a half-written file
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # mkstemp files are 0600
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(32))
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    if path.stat().st_mode & 0o077:
+        raise PermissionError(f"{path}: readable by others; run: chmod 600 {path}")
+    secret = path.read_bytes()
+    if len(secret) < 32:
+        raise ValueError(f"{path}: damaged (under 32 bytes); delete it to make a new one (everyone logs in again)")
     return secret
 
 
@@ -147,8 +164,9 @@ def _signature(secret: bytes, payload: str) -> str:
 
 
 def sign_session(secret: bytes, name: str, stamp: str, seconds: int = SESSION_SECONDS) -> str:
-    """A login token for ``name``: "name|expiry|stamp|hmac". ``stamp`` is the user's password hash
-    fingerprint, so changing a password or removing the user ends their sessions."""
+    """A login token for ``name``: "name|expiry|stamp|hmac". ``stamp`` fingerprints the account's
+    password hash and its "log out everywhere" count, so a new password, a log out or removing the
+    account ends its sessions."""
     payload = f"{check_name(name)}|{int(time.time()) + int(seconds)}|{stamp}"
     return f"{payload}|{_signature(secret, payload)}"
 

@@ -49,7 +49,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Iterator
 
 from .accounts import SECRET_FILE
-from .jobs.machinery import pid_alive
+from .files import pid_alive, remove_abandoned
 from .store import DB_NAME, SCHEMA_VERSION, Store
 from .store.schema import MIGRATIONS
 
@@ -120,11 +120,14 @@ def backup(store: Store, out: str | Path, weights: bool = True) -> BackupReport:
     folder, prefix = scratch_folder(store.data_dir)
     with tempfile.TemporaryDirectory(dir=folder, prefix=f"{prefix}{os.getpid()}-") as tmp:
         db = Path(tmp) / DB_NAME
-        copy_database(store.db_path, db)
-        snap = read_copy(db)
-        missing = list(snap.unsafe)
-        frozen = freeze(store.data_dir, snap.files + extra_files(store.data_dir, snap.run_ids, weights),
-                        Path(tmp) / "files", missing)
+        # Writers wait (a second or two) from the copy until every file it names is hard-linked:
+        # deleting an image or a model happens under this lock, so none can go in between.
+        with store.write_lock():
+            copy_database(store.db_path, db)
+            snap = read_copy(db)
+            missing = list(snap.unsafe)
+            frozen = freeze(store.data_dir, snap.files + extra_files(store.data_dir, snap.run_ids, weights),
+                            Path(tmp) / "files", missing)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "schema_version": snap.schema,
                     "created_at": at, "rows": snap.rows, "missing": missing}
         files = write_archive(out, {DB_NAME: db, **frozen}, manifest)
@@ -173,29 +176,6 @@ def scratch_folder(data_dir: Path) -> tuple[Path, str]:
     folder, prefix = (tmp, "backup-") if writable else (Path(tempfile.gettempdir()), "cowdetect-backup-")
     remove_abandoned(folder, prefix)
     return folder, prefix
-
-
-def remove_abandoned(folder: Path, prefix: str, suffix: str = "") -> None:
-    """Remove the entries of ``folder`` named ``<prefix><pid>[-…]<suffix>`` that are ours and whose
-    process is gone: nobody else would ever clean them up. A live process's (any user's) stay."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for entry in entries:
-        middle = entry.name[len(prefix):len(entry.name) - len(suffix)]
-        if not (entry.name.startswith(prefix) and entry.name.endswith(suffix) and middle):
-            continue
-        pid = middle.split("-")[0]
-        if not pid.isdigit() or int(pid) == 0 or pid_alive(int(pid)):
-            continue
-        with contextlib.suppress(OSError):
-            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                os.unlink(entry.path)
 
 
 def copy_database(db_path: Path, dest: Path) -> None:

@@ -941,7 +941,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
-    data_dir = getattr(args, "data_dir", None)
+    # a failed restore must not write its log into the folder it restores into (a retry would find
+    # it not empty); its traceback goes to a temporary file
+    data_dir = None if getattr(args, "command", None) == "restore" else getattr(args, "data_dir", None)
     try:
         if getattr(args, "threads", None) is not None:
             from .detector import set_threads
@@ -951,6 +953,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except _expected_errors() as exc:
+        if os.environ.get("COWDETECT_DEBUG") == "1":  # a library bug can raise ValueError too: show where
+            import traceback
+            traceback.print_exc()
         print(f"error: {error_text(exc, data_dir)}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the one guard of the command line: a bug, said in one line

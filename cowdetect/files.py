@@ -1,8 +1,11 @@
-"""Writing files atomically, so a crash or kill never leaves half a file behind."""
+"""Writing files atomically, so a crash or kill never leaves half a file behind; and cleaning up
+after processes that were killed (their scratch files are named by their pid)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -34,3 +37,43 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when a process with this pid runs (a zombie — dead, not yet reaped — counts as gone)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def remove_abandoned(folder: Path, prefix: str, suffix: str = "") -> None:
+    """Remove the entries of ``folder`` named ``<prefix><pid>[-…]<suffix>`` that are ours and whose
+    process is gone: nobody else would ever clean them up. A live process's (any user's) stay."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        middle = entry.name[len(prefix):len(entry.name) - len(suffix)]
+        if not (entry.name.startswith(prefix) and entry.name.endswith(suffix) and middle):
+            continue
+        pid = middle.split("-")[0]
+        if not pid.isdigit() or int(pid) == 0 or pid_alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)

@@ -30,7 +30,7 @@ from .detections import Detections
 from .files import atomic_write, atomic_write_bytes
 from .images import MAX_PIXELS, check_file_name, short_name
 from .store import Store
-from .store.images import ImageBatch
+from .store.images import ImageBatch, check_class_name
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # Zip safety: uploads are at most 500 MB (see .streamlit/config.toml); what they unpack to is
@@ -266,9 +266,17 @@ def _check_annotation(annotations: list[Any], index: int, label: str) -> None:
     _field(ann, "iscrowd", lambda v: _is_whole(v) and v in (0, 1), "0 or 1", where, required=False)
 
 
+def _class_name_ok(value: Any) -> bool:
+    try:
+        check_class_name(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_category(categories: list[Any], index: int, label: str) -> None:
     cat, where = _entry(categories, index, "categories", label)
-    _field(cat, "name", lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty name", where)
+    _field(cat, "name", _class_name_ok, "a class name (1 to 64 printable characters)", where)
 
 
 def _refuse_duplicates(data: dict[str, Any], label: str) -> None:

@@ -447,6 +447,8 @@ def test_backup_refuses(source: Store, tmp_path: Path, out, message):
 
 
 def test_a_labeler_may_not_back_up(source: Store, tmp_path: Path):
+    source.add_user("ada", "admin", "admin password")
+    source.as_user(User("ada", "admin")).add_user("bob", "labeler", "labeler password")
     with pytest.raises(PermissionDenied, match="bob \\(labeler\\) may not backup: that needs the admin role"):
         backup(source.as_user(User("bob", "labeler")), tmp_path / "b.tar")
     assert not (tmp_path / "b.tar").exists()

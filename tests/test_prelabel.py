@@ -219,8 +219,8 @@ CLI_ERRORS = [
     ([], "give --split S .its unlabeled images. or --unlabeled"),
     (["--split", "test"], "no unlabeled images"),
     (["--split", "train", "--score-threshold", "nan"], "--score-threshold: expected a number from 0 to 1"),
-    (["--split", "train", "--score-threshold", "1.5"], "score_threshold"),
-    (["--split", "train", "--score-threshold", "0"], "score_threshold"),
+    (["--split", "train", "--score-threshold", "1.5"], "--score-threshold: expected a number from 0 to 1"),
+    (["--split", "train", "--score-threshold", "0"], "score.threshold"),
     (["--unlabeled", "--model", "nope"], "no version called 'nope'"),
     (["--unlabeled", "--tiles", "banana"], "tiles"),
 ]

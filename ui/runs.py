@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from cowdetect import jobs
-from cowdetect.accounts import RUN_ACTIONS, PermissionDenied
+from cowdetect.accounts import PermissionDenied, run_action
 from cowdetect.mot import counts_per_frame, read_mot, track_table
 from cowdetect.store import RunRecord, Store
 
@@ -27,7 +27,7 @@ def launch(store: Store, create: Callable[[Store, dict[str, Any]], int], setting
 
 def may_run(store: Store, kind: str) -> bool:
     """Whether the store's user may start, stop or resume runs of ``kind`` (the library checks anyway)."""
-    return store.user.may(RUN_ACTIONS.get(kind, "train"))
+    return store.user.may(run_action(kind))
 
 
 def start_run(store: Store, settings_of: Callable[[], dict[str, Any]],

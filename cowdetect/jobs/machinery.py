@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..accounts import RUN_ACTIONS
+from ..accounts import run_action
+from ..files import pid_alive
 from ..store import ACTIVE, RunRecord, Store, now
 
 Log = Callable[[str], None]
@@ -36,29 +37,11 @@ def stderr_log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def pid_alive(pid: int | None) -> bool:
-    """True when a process with this pid runs (a zombie — dead, not yet reaped — counts as gone)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
 def mark_interrupted(store: Store) -> list[int]:
     """Mark queued/running runs whose process is gone as ``interrupted``; returns their ids."""
     gone = [r.id for r in store.runs() if r.status in ACTIVE and r.pid and not pid_alive(r.pid)]
-    for run_id in gone:
-        store.mark_run_interrupted(run_id, "the worker process ended unexpectedly")
-    return gone
+    return [run_id for run_id in gone
+            if store.mark_run_interrupted(run_id, "the worker process ended unexpectedly", pid_alive)]
 
 
 def runs_table(store: Store) -> list[dict[str, Any]]:
@@ -83,7 +66,7 @@ def start_worker(store: Store, run_id: int) -> int | None:
     """Run a queued run in a new background process; returns its pid, or None when a live
     process already has it (a second click does not start a second worker)."""
     run = store.run(run_id)
-    store.require(RUN_ACTIONS.get(run.kind, "train"))
+    store.require(run_action(run.kind))
     if run.pid and pid_alive(run.pid):
         return None
     folder = store.inside(Path("runs") / f"run-{run_id}")
@@ -100,7 +83,7 @@ def request_stop(store: Store, run_id: int) -> None:
     """Ask a run to stop: it saves what it has and ends as ``stopped``. A queued run without a
     live worker is stopped at once."""
     run = store.run(run_id)
-    store.require(RUN_ACTIONS.get(run.kind, "train"))
+    store.require(run_action(run.kind))
     if run.status == "queued" and not pid_alive(run.pid):
         store.update_run(run_id, status="stopped", finished_at=now())
     elif run.status in ACTIVE:
@@ -111,7 +94,7 @@ def prepare_resume(store: Store, run_id: int) -> None:
     """Queue a stopped, failed or interrupted run again (training continues from its last checkpoint)."""
     mark_interrupted(store)
     run = store.run(run_id)
-    store.require(RUN_ACTIONS.get(run.kind, "train"))
+    store.require(run_action(run.kind))
     if run.status in ACTIVE:
         raise ValueError(f"run {run_id} is already {run.status}")
     if run.status == "done":

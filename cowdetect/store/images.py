@@ -15,7 +15,7 @@ import numpy as np
 
 from ..data import LabeledDataset, Sample, check_boxes_inside
 from ..detections import BACKGROUND, Detections
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, remove_abandoned
 from ..images import (ImageSource, check_image_size, encode_image, load_image, perceptual_hash,
                       short_name, stored_extension)
 from .base import StoreBase, sha256_hex
@@ -431,7 +431,7 @@ class ImageBatch:
         if self._folder is None:
             scratch = self.store.inside("tmp")
             scratch.mkdir(parents=True, exist_ok=True)
-            _remove_abandoned_staging(scratch)
+            remove_abandoned(scratch, "import-")  # what imports that were killed midway left
             self._folder = Path(tempfile.mkdtemp(prefix=f"import-{os.getpid()}-", dir=scratch))
         return self._folder
 
@@ -490,22 +490,3 @@ class ImageBatch:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
         self._staged, self._seen, self._new_classes = [], {}, []
-
-
-def _remove_abandoned_staging(scratch: Path) -> None:
-    """Remove staging folders of imports whose process is gone (killed between staging and commit):
-    no row ever points into them, and nobody else would clean them up."""
-    for folder in scratch.glob("import-*-*"):
-        pid = folder.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True

@@ -26,9 +26,9 @@ class RunsMixin(StoreBase):
     def add_run(self, kind: str, params: dict[str, Any], total: int = 0) -> tuple[int, bool]:
         """Queue a job; returns (run id, created). An identical job still queued or running is
         returned instead of a second one (two clicks on Start make one job), atomically."""
-        from ..accounts import RUN_ACTIONS
+        from ..accounts import run_action
 
-        self.require(RUN_ACTIONS.get(kind, "train"))  # type: ignore[attr-defined]
+        self.require(run_action(kind))  # type: ignore[attr-defined]
         text = json.dumps(params, sort_keys=True)
         with self.write_lock() as conn:
             for row in conn.execute("SELECT id, params FROM runs WHERE kind = ? AND status IN (?, ?)", (kind, *ACTIVE)):
@@ -41,19 +41,24 @@ class RunsMixin(StoreBase):
 
     def _require_run(self, run_id: int) -> None:
         """Raise PermissionDenied unless this store's user may run jobs of the run's kind."""
-        from ..accounts import RUN_ACTIONS
+        from ..accounts import run_action
 
         row = self._one("SELECT kind FROM runs WHERE id = ?", (int(run_id),))
         if row is None:
             raise ValueError(f"run {run_id}: no such run")
-        self.require(RUN_ACTIONS.get(row["kind"], "train"))  # type: ignore[attr-defined]
+        self.require(run_action(row["kind"]))  # type: ignore[attr-defined]
 
-    def mark_run_interrupted(self, run_id: int, error: str) -> None:
-        """Record that a queued or running run's process is gone. Anyone's page may notice it, so
-        this one transition needs no role: it states a fact and starts nothing."""
-        with self.connect() as conn:
-            conn.execute("UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? "
-                         "WHERE id = ? AND status IN (?, ?)", (error[:2000], now(), int(run_id), *ACTIVE))
+    def mark_run_interrupted(self, run_id: int, error: str, alive: Callable[[int | None], bool]) -> bool:
+        """Record that a queued or running run's process is gone (``alive(pid)`` is false, checked
+        under the write lock); returns whether it was marked. Anyone's page may notice a dead run,
+        so this one transition needs no role: it states a fact and starts nothing."""
+        with self.write_lock() as conn:
+            row = conn.execute("SELECT pid FROM runs WHERE id = ? AND status IN (?, ?)", (int(run_id), *ACTIVE)).fetchone()
+            if row is None or not row["pid"] or alive(row["pid"]):
+                return False
+            conn.execute("UPDATE runs SET status = 'interrupted', error = ?, finished_at = ? WHERE id = ?",
+                         (error[:2000], now(), int(run_id)))
+        return True
 
     def update_run(self, run_id: int, **fields: Any) -> None:
         """Update fields of a run (status, iteration, error, pid, checkpoint, metrics, ...); needs the

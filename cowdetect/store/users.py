@@ -6,8 +6,8 @@ import sqlite3
 import time
 from typing import Any
 
-from ..accounts import (ACTIONS, LOCK_SECONDS, MAX_FAILURES, RUN_ACTIONS, PermissionDenied, TooManyFailures, User,
-                        check_name, check_role, hash_password, hash_stamp, password_matches, read_session,
+from ..accounts import (ACTIONS, LOCK_SECONDS, MAX_FAILURES, PermissionDenied, TooManyFailures, User,
+                        check_name, check_role, hash_password, hash_stamp, password_matches, read_session, run_action,
                         session_secret, sign_session)
 from .base import StoreBase
 
@@ -21,10 +21,22 @@ class UsersMixin(StoreBase):
 
     # -- the check and the log ----------------------------------------------------------
     def require(self, action: str) -> None:
-        """Raise :class:`PermissionDenied` unless this store's user may do ``action``."""
-        if not self.user.may(action):
-            raise PermissionDenied(f"{self.user.name} ({self.user.role}) may not {action.replace('_', ' ')}: "
+        """Raise :class:`PermissionDenied` unless this store's user may do ``action`` — with the role
+        the account has NOW (read from the database on every call: a page or a job that holds an
+        older User must not keep powers that were taken away, nor act for a removed account)."""
+        user = self._current_user()
+        if not user.may(action):
+            raise PermissionDenied(f"{user.name} ({user.role}) may not {action.replace('_', ' ')}: "
                                    f"that needs the {ACTIONS[action]} role or higher")
+
+    def _current_user(self) -> User:
+        """This store's user as the accounts table says now; the local user (the shell) as it is."""
+        if self.user.name.startswith("local:"):
+            return self.user
+        row = self._one("SELECT name, role FROM users WHERE name = ?", (self.user.name,))
+        if row is None:
+            raise PermissionDenied(f"{self.user.name}: no such account (removed?); log in again")
+        return User(row["name"], row["role"])
 
     def _log(self, conn: sqlite3.Connection, action: str, target: str = "", detail: str = "") -> None:
         """Add a line to the activity log as this store's user, inside ``conn``'s transaction (so
@@ -71,10 +83,15 @@ class UsersMixin(StoreBase):
         may be made by whoever can already write the data folder (this store's user)."""
         check_name(name)
         check_role(role)
-        if self.has_accounts() or role != "admin":
+        first = not self.has_accounts()
+        if first and role != "admin":
+            raise ValueError(f"the first account must be an admin's (so someone can manage the others), not a {role}'s")
+        if not first:
             self.require("users")
         password_hash = hash_password(password)
         with self.write_lock() as conn:
+            if first and conn.execute("SELECT 1 FROM users LIMIT 1").fetchone():  # another made the first meanwhile
+                self.require("users")
             if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise ValueError(f"user {name!r} exists already")
             conn.execute("INSERT INTO users(name, role, password_hash) VALUES (?,?,?)", (name, role, password_hash))
@@ -128,7 +145,7 @@ class UsersMixin(StoreBase):
         rows = conn.execute("SELECT id, kind FROM runs WHERE user = ? AND status IN ('queued', 'running')",
                             (name,)).fetchall()
         for row in rows:
-            if now_as is None or not now_as.may(RUN_ACTIONS.get(row["kind"], "train")):
+            if now_as is None or not now_as.may(run_action(row["kind"])):
                 conn.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (row["id"],))
 
     def _role_of(self, conn: sqlite3.Connection, name: str) -> str:
@@ -171,6 +188,8 @@ class UsersMixin(StoreBase):
         slow Argon2 step has not counted yet. Raises TooManyFailures past the limit."""
         clock = time.time()
         with self.write_lock() as conn:
+            # forget failures whose lock ran out, so guessing many names cannot grow the table forever
+            conn.execute("DELETE FROM login_failures WHERE last_at <= ?", (clock - LOCK_SECONDS,))
             row = conn.execute("SELECT failures, last_at FROM login_failures WHERE name = ?", (name,)).fetchone()
             if row is not None and row["last_at"] + LOCK_SECONDS <= clock:
                 conn.execute("DELETE FROM login_failures WHERE name = ?", (name,))
