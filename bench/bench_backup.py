@@ -28,7 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cowdetect.backup import MANIFEST, BackupReport, backup, restore  # noqa: E402
+from cowdetect.backup import MANIFEST, BackupReport, backup  # noqa: E402
+from cowdetect.restore import restore  # noqa: E402
 from cowdetect.store import Store  # noqa: E402
 
 ARCH = "fasterrcnn_mobilenet_v3_large_320_fpn"

@@ -7,22 +7,26 @@ arguments and output paths are checked before any work, so a refused command sto
 Anything else is exit status 1 and one line saying where the full traceback was written
 (``<data folder>/logs/errors.log``). Progress goes to stderr, results to stdout (one JSON object
 with ``--json``).
+
+Here: the commands, each subcommand's arguments next to its handler, and :func:`main`. The
+argument types and path checks are in :mod:`cowdetect.cli_checks`, the one-line error guard in
+:mod:`cowdetect.cli_errors`, the admin commands (users, backup, restore) in :mod:`cowdetect.cli_admin`.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import math
 import os
-import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, Sequence
 
 from . import cli_admin
+from .cli_checks import Parser, UsageError, distinct_files, input_file, number, output_file, output_folder, whole
+from .cli_errors import error_text, expected_errors, log_unexpected, one_line
 
 DEFAULT_DATA_DIR = "data"
 
@@ -34,102 +38,16 @@ def data_dir_default() -> str:
 
 # -- argument types: every number is checked where argparse reads it --------------------------
 
-def _number(kind: type, low: float, high: float, what: str, low_open: bool = False) -> Callable[[str], Any]:
-    """An argparse ``type`` reading ``kind`` (int or float) from ``low`` to ``high`` (``low`` itself
-    excluded when ``low_open``). NaN and infinities are refused: ``nan`` passes every ``<`` test,
-    so a range check alone lets it through to fail (or silently misbehave) mid-run."""
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or value > high or (value <= low if low_open else value < low):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    parse.__name__ = what  # argparse names the type by it in some messages
-    return parse
-
-
-def _whole(low: int, high: int, what: str | None = None) -> Callable[[str], int]:
-    return _number(int, low, high, what or f"a whole number from {low} to {high}")
-
-
-_fraction = _number(float, 0.0, 1.0, "a number from 0 to 1")
-_positive_float = _number(float, 0.0, math.inf, "a positive number", low_open=True)
-_positive_int = _whole(1, 10**9)
-_count = _whole(0, 10**9)
-_run_id = _whole(1, 2**63 - 1, "a run id (a whole number from 1)")  # to SQLite's largest row id
-_seed = _whole(0, 2**32 - 1)        # what numpy and torch both take
-_threads = _whole(1, 1024)
-_batch = _whole(1, 1024)            # a larger batch cannot fit in memory anyway
-_demo_images = _whole(0, 10_000)    # ~50 kB each at 640x480: half a GB at most
-_demo_seconds = _number(float, 0.1, 600.0, "seconds from 0.1 to 600")  # 25 fps: at least 2 frames
-
-
-class UsageError(ValueError):
-    """A command line argparse refused (an unknown option, a bad value, a missing argument)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with usage errors as one line (main prints it, exit 2) instead of the usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see: {self.prog} --help)")
-
-
-def _writable_folder(folder: Path, option: str) -> None:
-    """Refuse, before any work, an output ``folder`` that is missing, not a folder or not writable."""
-    folder = folder if str(folder) else Path(".")
-    if not folder.exists():
-        raise ValueError(f"{option}: the folder {folder} does not exist")
-    if not folder.is_dir():
-        raise ValueError(f"{option}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{option}: cannot write in {folder} (permission denied)")
-
-
-def _output_file(path: str, option: str, suffixes: Sequence[str] = ()) -> Path:
-    """An output file checked before any work: not a folder, the right kind, in a writable folder."""
-    target = Path(path)
-    if target.is_dir():
-        raise ValueError(f"{option}: {path} is a folder; give a file name")
-    if suffixes and target.suffix.lower() not in suffixes:
-        raise ValueError(f"{option}: expected a file ending in {', '.join(suffixes)}, got {path}")
-    _writable_folder(target.parent, option)
-    if target.exists() and not os.access(target, os.W_OK):
-        raise ValueError(f"{option}: {path} cannot be overwritten (permission denied)")
-    return target
-
-
-def _distinct_files(outputs: Sequence[tuple[str | None, str]], inputs: Sequence[str | None]) -> None:
-    """Refuse an output that is an input or another output: it would be overwritten mid-way."""
-    seen = {Path(p).resolve(): "an input" for p in inputs if p and Path(p).exists()}
-    for path, option in outputs:
-        if not path:
-            continue
-        resolved = Path(path).resolve()
-        if resolved in seen:
-            raise ValueError(f"{option}: {path} is {seen[resolved]} of this command; give another file name")
-        seen[resolved] = f"also given as {option}"
-
-
-def _output_folder(path: str, option: str) -> Path:
-    """An output folder checked before any work: a folder or new, in (or being) a writable folder."""
-    target = Path(path)
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"{option}: {path} is a file, not a folder")
-    _writable_folder(target if target.is_dir() else target.parent, option)
-    return target
-
-
-def _input_file(path: str, what: str) -> Path:
-    """An input file that exists and is a regular file (a folder or a device gets its own sentence)."""
-    target = Path(path)
-    if not target.is_file():
-        raise ValueError(f"{what} {path}: " + ("a folder; give a file" if target.is_dir() else
-                                                "not a regular file" if target.exists() else "no such file"))
-    return target
+_fraction = number(float, 0.0, 1.0, "a number from 0 to 1")
+_positive_float = number(float, 0.0, math.inf, "a positive number", low_open=True)
+_positive_int = whole(1, 10**9)
+_count = whole(0, 10**9)
+_run_id = whole(1, 2**63 - 1, "a run id (a whole number from 1)")  # to SQLite's largest row id
+_seed = whole(0, 2**32 - 1)        # what numpy and torch both take
+_threads = whole(1, 1024)
+_batch = whole(1, 1024)            # a larger batch cannot fit in memory anyway
+_demo_images = whole(0, 10_000)    # ~50 kB each at 640x480: half a GB at most
+_demo_seconds = number(float, 0.1, 600.0, "seconds from 0.1 to 600")  # 25 fps: at least 2 frames
 
 
 def _print_json(obj: Any) -> None:
@@ -234,8 +152,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     tiles = parse_tiles(args.tiles)  # checked before any work
     if args.out:
-        _output_file(args.out, "--out", DRAWN_SUFFIXES)
-        _distinct_files([(args.out, "--out")], [args.image])
+        output_file(args.out, "--out", DRAWN_SUFFIXES)
+        distinct_files([(args.out, "--out")], [args.image])
     store = Store(args.data_dir)
     image = load_image(args.image)
     check_grid(tiles, image.shape[1], image.shape[0])
@@ -371,7 +289,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     tiles = tiles_text(args.tiles)  # checked before any work
     if args.predictions:
-        _output_file(args.predictions, "--predictions")
+        output_file(args.predictions, "--predictions")
     store = Store(args.data_dir)
     dataset = store.dataset(args.split)
     if not len(dataset):
@@ -480,7 +398,7 @@ def _ground_truth(path: str) -> str:
     """The text of ``--gt``, checked to be MOTChallenge text before any work (errors name the user's file)."""
     from .mot import read_mot
 
-    _input_file(path, "--gt")
+    input_file(path, "--gt")
     try:
         truth = read_mot(path)
     except ValueError as exc:
@@ -503,8 +421,8 @@ def _track_request(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     outputs = ((args.out, "--out"), (args.mot, "--mot"), (args.csv, "--csv"))
     for target, option in outputs:
         if target:
-            _output_file(target, option)
-    _distinct_files(outputs, [args.video, args.gt])
+            output_file(target, option)
+    distinct_files(outputs, [args.video, args.gt])
     gt_text = _ground_truth(args.gt) if args.gt else None
     store = Store(args.data_dir)
     resolve(store, args.model, resolve_device(args.device))
@@ -619,7 +537,7 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
     if not Path(args.images_dir).is_dir():
         raise ValueError(f"IMAGES_DIR {args.images_dir}: " + ("a file, not a folder" if Path(args.images_dir).exists()
                                                               else "no such folder"))
-    _input_file(args.json_file, "COCO JSON")
+    input_file(args.json_file, "COCO JSON")
     report = import_coco(Store(args.data_dir), Path(args.json_file), Path(args.images_dir),
                          category=None if args.category == "all" else args.category, split=args.split,
                          include_negatives=args.include_negatives)
@@ -652,7 +570,7 @@ def add_import_video_args(p: argparse.ArgumentParser) -> None:
     how.add_argument("--count", type=_positive_int, default=None, metavar="N",
                      help="N frames spread evenly over the video")
     p.add_argument("--split", default="unassigned", help="split of the new images (default unassigned)")
-    p.add_argument("--min-change", type=_whole(0, 64), default=MIN_CHANGE_BITS, metavar="BITS",
+    p.add_argument("--min-change", type=whole(0, 64), default=MIN_CHANGE_BITS, metavar="BITS",
                    help="skip a frame whose perceptual hash differs from the last kept frame's in fewer of its 64 "
                         f"bits (0 keeps all; default {MIN_CHANGE_BITS})")
     p.add_argument("--from-run", type=_run_id, default=None, metavar="RUN_ID",
@@ -669,7 +587,7 @@ def _stored_video_id(store: Any, video: str, ground_truth: str | None = None) ->
         if not demo:
             raise ValueError("no demo video in this data folder; run: python -m cowdetect demo")
         return demo[-1].id
-    path = _input_file(video, "video")
+    path = input_file(video, "video")
     record, note = jobs.add_video(store, path.read_bytes(), path.name, ground_truth)
     print(note, file=sys.stderr)
     return record.id
@@ -680,7 +598,7 @@ def _probe_video_file(video: str) -> Any:
     an upload is (a known suffix, a decodable frame, frames not too large) before it is stored."""
     from . import jobs
 
-    path = _input_file(video, "video")
+    path = input_file(video, "video")
     return jobs.check_video_file(path, path.name)
 
 
@@ -740,9 +658,9 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
     from .formats import write_coco
     from .store import Store
 
-    _output_file(args.out, "OUT.json")
+    output_file(args.out, "OUT.json")
     if args.images_dir is not None:
-        _output_folder(args.images_dir, "--images-dir")
+        output_folder(args.images_dir, "--images-dir")
     counts = write_coco(Store(args.data_dir), args.out, split=args.split, images_dir=args.images_dir)
     if args.json:
         _print_json({"out": args.out, **counts})
@@ -759,7 +677,7 @@ def cmd_export_yolo(args: argparse.Namespace) -> int:
     from .formats import export_yolo
     from .store import Store
 
-    _output_folder(args.out_dir, "DIR")
+    output_folder(args.out_dir, "DIR")
     counts = export_yolo(Store(args.data_dir), args.out_dir)
     if args.json:
         _print_json({"out_dir": args.out_dir, **counts})
@@ -839,7 +757,7 @@ def _common_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m cowdetect", description="Find, fine-tune on and track cows.")
+    parser = Parser(prog="python -m cowdetect", description="Find, fine-tune on and track cows.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text, add_args, handler in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -850,87 +768,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# errno -> what the user can do about it
-OS_HINTS = {
-    errno.ENOSPC: "the disk is full; free some space or use another --data-dir",
-    errno.EDQUOT: "the disk quota is used up; free some space or use another --data-dir",
-    errno.EROFS: "the file system is read-only; use a writable --data-dir or output path",
-    errno.EACCES: "this user may not do that; check the permissions",
-    errno.EPERM: "this user may not do that; check the permissions",
-}
-
-
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """What a user can meet and fix (bad input, an unusable data folder or file): one line, exit 2.
-    FloatingPointError: :class:`cowdetect.engine.TrainingDivergedError` (a non-finite loss) is one."""
-    import sqlite3
-
-    from .weights import WeightsUnavailableError
-
-    return ValueError, OSError, sqlite3.DatabaseError, WeightsUnavailableError, FloatingPointError
-
-
-def _one_line(text: str, limit: int = 2000) -> str:
-    """``text`` on one line: terminal colour codes dropped, whitespace runs (newlines) made one space."""
-    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def error_text(exc: BaseException, data_dir: str | None = None) -> str:
-    """The one line the CLI prints for an expected error (without the ``error: `` prefix)."""
-    import sqlite3
-
-    from .store.base import DB_NAME
-    from .store.schema import DatabaseUnusable, describe_database_error
-
-    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:  # not one of our own messages
-        where = " -> ".join(_shown_path(name, data_dir) for name in (exc.filename, exc.filename2) if name)
-        hint = OS_HINTS.get(exc.errno)
-        text = (f"{where}: " if where else "") + exc.strerror + (f" ({hint})" if hint else "")
-    elif isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, DatabaseUnusable):
-        text = describe_database_error(exc, Path(data_dir or ".").resolve() / DB_NAME)
-    else:
-        text = str(exc) or type(exc).__name__
-    return _one_line(text)
-
-
-def _shown_path(name: Any, data_dir: str | None) -> str:
-    """How a path in an OS error is shown: a scratch file inside the data folder (an import's
-    staging folder, a half-written file) means nothing to the user, the data folder does."""
-    path = Path(str(name))
-    if data_dir and Path(data_dir).is_dir():
-        folder = Path(data_dir).resolve()
-        if folder in path.parents and (path.name.startswith(".tmp-") or path.relative_to(folder).parts[0] == "tmp"):
-            return f"the data folder {folder}"
-    return str(name)
-
-
-def _log_unexpected(argv: Sequence[str], data_dir: str | None) -> str:
-    """Append the traceback being handled to ``<data folder>/logs/errors.log`` (a temporary file when
-    the data folder is missing or not writable); returns where it went, and why there."""
-    import tempfile
-    import traceback
-
-    text = (f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} python -m cowdetect {' '.join(argv)}\n"
-            f"{traceback.format_exc()}\n")
-    if data_dir and Path(data_dir).is_dir():
-        log = Path(data_dir).resolve() / "logs" / "errors.log"
-        try:
-            log.parent.mkdir(exist_ok=True)
-            with open(log, "a", encoding="utf-8") as out:
-                out.write(text)
-            return str(log)
-        except OSError:
-            pass
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="cowdetect-error-", suffix=".log", text=True)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        return f"{tmp} (the data folder could not take it)"
-    except OSError:
-        return "nowhere: neither the data folder nor the temporary folder can be written"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status: 0 ok, 2 an expected failure (bad input, an unusable data
     folder or file: one line on stderr), 1 anything else (one line saying where the traceback is),
@@ -939,7 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
-        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     # a failed restore must not write its log into the folder it restores into (a retry would find
     # it not empty); its traceback goes to a temporary file
@@ -952,14 +789,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except _expected_errors() as exc:
+    except expected_errors() as exc:
         if os.environ.get("COWDETECT_DEBUG") == "1":  # a library bug can raise ValueError too: show where
             import traceback
             traceback.print_exc()
         print(f"error: {error_text(exc, data_dir)}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the one guard of the command line: a bug, said in one line
-        where = _log_unexpected(argv, data_dir)
-        print(f"unexpected error ({type(exc).__name__}: {_one_line(str(exc), 300)}); the full traceback is in "
+        where = log_unexpected(argv, data_dir)
+        print(f"unexpected error ({type(exc).__name__}: {one_line(str(exc), 300)}); the full traceback is in "
               f"{where}", file=sys.stderr)
         return 1

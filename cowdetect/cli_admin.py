@@ -106,7 +106,7 @@ def add_restore_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from .backup import restore
+    from .restore import restore
 
     try:
         report = restore(args.archive, args.data_dir)

@@ -23,8 +23,9 @@ import pytest
 
 from conftest import ROOT, wait_for
 from cowdetect.accounts import PermissionDenied, User, session_secret
-import cowdetect.backup as backup_module
-from cowdetect.backup import MANIFEST, backup, restore, table_counts
+import cowdetect.restore as restore_module
+from cowdetect.backup import MANIFEST, backup, table_counts
+from cowdetect.restore import restore
 from cowdetect.cli import main
 from cowdetect.detections import Detections
 from cowdetect.store import DB_NAME, SCHEMA_VERSION, Store
@@ -496,7 +497,7 @@ def no_room(archive: Path, tmp_path: Path, monkeypatch) -> Path:
 
 
 def small_manifest_cap(archive: Path, tmp_path: Path, monkeypatch) -> Path:
-    monkeypatch.setattr(backup_module, "MAX_MANIFEST", 100)
+    monkeypatch.setattr(restore_module, "MAX_MANIFEST", 100)
     return archive
 
 
@@ -515,7 +516,7 @@ def test_restore_reads_every_header_and_the_manifest_before_it_writes(archive: P
     """The manifest comes last in a backup: a first pass reads only headers, so a small archive
     that unpacks to far more (or was altered) is refused before a byte is written."""
     bad = make(archive, tmp_path, monkeypatch)
-    monkeypatch.setattr(backup_module, "unpack", lambda *args: pytest.fail("unpacked before every check"))
+    monkeypatch.setattr(restore_module, "unpack", lambda *args: pytest.fail("unpacked before every check"))
     (tmp_path / "place").mkdir()
     with pytest.raises(ValueError) as err:
         restore(bad, tmp_path / "place" / "data")
@@ -529,14 +530,14 @@ def test_unpacking_stops_at_the_size_the_manifest_says(archive: Path, tmp_path: 
         member = next(m for m in tar if m.name.startswith("images/"))
         with pytest.raises(ValueError, match=f"^restore: backup.tar.gz: {member.name} holds more than the 10 bytes "
                                              f"its manifest.json says; nothing restored$"):
-            backup_module.write_member(archive, tar, member, tmp_path, 10)
+            restore_module.write_member(archive, tar, member, tmp_path, 10)
     assert (tmp_path / member.name).stat().st_size <= 10
     with open(archive, "rb") as raw:
-        manifest = backup_module.survey(archive, raw, 1 << 40)
+        manifest = restore_module.survey(archive, raw, 1 << 40)
         manifest["files"][member.name]["bytes"] = 10
         (tmp_path / "into").mkdir()
         with pytest.raises(ValueError, match="bytes in the archive but 10 in its manifest.json"):
-            backup_module.unpack(archive, raw, tmp_path / "into", manifest)
+            restore_module.unpack(archive, raw, tmp_path / "into", manifest)
     assert not (tmp_path / "into" / member.name).exists()
 
 
