@@ -41,12 +41,13 @@ ensure_chromium() {  # the browser tests drive Debian's chromium
 # has an admin account; argv: the app's arguments, then the address last
 NEED_ADMIN='import argparse, shlex, sys
 from cowdetect.cli import data_dir_default
-from cowdetect.store import Store
+from cowdetect.store import DB_NAME, Store
+from pathlib import Path
 *app_args, address = sys.argv[1:]
 parser = argparse.ArgumentParser(add_help=False)
 parser.add_argument("--data-dir", default=data_dir_default())
 folder = parser.parse_known_args(app_args[app_args.index("--") + 1:] if "--" in app_args else [])[0].data_dir
-if not Store(folder).has_admin():
+if not (Path(folder) / DB_NAME).is_file() or not Store(folder).has_admin():  # never make a folder to say no
     sys.exit(f"cowdetect: serving on the network ({address}) needs an admin account first: "
              f".venv/bin/python -m cowdetect users add NAME --role admin --data-dir {shlex.quote(folder)}")'
 

@@ -205,6 +205,7 @@ def survey(archive: Path, raw: BinaryIO, free: int) -> dict[str, Any]:
                 raise ValueError(f"restore: {archive.name} holds more than {MAX_MEMBERS} members, more than any "
                                  f"backup; nothing restored")
             members.append((member.name, member.isdir(), member.size))
+            tar.members.clear()  # tarfile keeps every header it read: a million would be ~1 GB
             total += -(-member.size // _BLOCK) * _BLOCK
             check_space(archive, total, free)
     if manifest is None:

@@ -72,17 +72,36 @@ ACTIONS = [
 ]
 
 
+def snapshot(store: Store) -> tuple:
+    """Everything the actions of the table could change."""
+    image = store.images()[0].id if store.images() else None
+    return (store.count_images(), [(m.id, m.name, m.active) for m in store.models()], len(store.runs()),
+            [r.split for r in store.images()], len(store.boxes(image)) if image else 0,
+            store.suggestions(image) is not None if image else False, team_accounts(store), store.activity())
+
+
+def team_accounts(store: Store) -> list[tuple]:
+    with store.connect() as conn:
+        return [tuple(r) for r in conn.execute("SELECT name, role FROM users ORDER BY name")]
+
+
 @pytest.mark.parametrize("what, call, least", ACTIONS, ids=[a[0] for a in ACTIONS])
 @pytest.mark.parametrize("role", accounts.ROLES)
 def test_each_role_may_do_exactly_what_its_rank_allows(team, what, call, least, role):
     store = team[role]
-    before = (store.count_images(), [(m.id, m.name) for m in store.models()], len(store.runs()))
+    before = snapshot(store)
     if accounts.ROLES.index(role) >= accounts.ROLES.index(least):
         call(store)
+        assert snapshot(store) != before or what == "list accounts"
+        if what == "import an image":  # one image through the API: its row says who added it
+            with store.connect() as conn:
+                assert conn.execute("SELECT added_by FROM images ORDER BY id DESC").fetchone()[0] == store.user.name
+        elif what not in ("list accounts", "suggest boxes"):  # a read, and suggestions, write no log line
+            assert store.activity()[0]["user"] == store.user.name
         return
     with pytest.raises(PermissionDenied, match=f"{store.user.name} \\({role}\\) may not"):
         call(store)
-    assert (store.count_images(), [(m.id, m.name) for m in store.models()], len(store.runs())) == before
+    assert snapshot(store) == before
 
 
 def test_labeler_cannot_delete_a_model_or_start_training(team):
@@ -175,8 +194,8 @@ def test_bad_accounts_are_refused_with_one_line(tmp_path, name, role, password, 
 
 def test_first_account_must_be_an_admin_and_the_last_admin_stays(tmp_path):
     store = Store(tmp_path, User("stranger", "viewer"))
-    with pytest.raises(PermissionDenied):
-        store.add_user("lea", "labeler", PASSWORD)  # no accounts yet: only an admin may be first
+    with pytest.raises(ValueError, match="the first account must be an admin's"):
+        store.add_user("lea", "labeler", PASSWORD)  # someone must be able to manage the others
     store.add_user("ada", "admin", PASSWORD)
     admin = store.as_user(User("ada", "admin"))
     admin.add_user("lea", "labeler", PASSWORD)

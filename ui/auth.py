@@ -4,6 +4,10 @@ stays logged in — and the sidebar that says so, logs out and changes one's own
 
 Roles are enforced by the library (every store write checks the store's user); this module only
 decides which user a session's store acts as (:func:`ui.store`).
+
+The cookie is written by the page's own script, so it cannot be HttpOnly: a script injected into
+the page could read it. Rule: never render user-supplied text (image, class, model or user names)
+with ``unsafe_allow_html`` or ``st.html``; Streamlit escapes everything else.
 """
 
 from __future__ import annotations

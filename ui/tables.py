@@ -93,6 +93,5 @@ def backup_note(setting: str | None) -> str:
         info = setting
     if not isinstance(info, dict):
         return f"Last backup: {info}"
-    when = next((info[k] for k in ("at", "when", "created_at", "time") if info.get(k)), "?")
-    archive = next((info[k] for k in ("archive", "path", "out", "file") if info.get(k)), None)
-    return f"Last backup: {when}" + (f" (`{archive}`)" if archive else "")
+    archive = info.get("archive")  # cowdetect.backup writes {"at": UTC time, "archive": file name, ...}
+    return f"Last backup: {info.get('at', '?')}" + (f" (`{archive}`)" if archive else "")
