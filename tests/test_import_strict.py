@@ -165,9 +165,9 @@ BAD_COCO = [
     ("category id a boolean", setter("categories", 0, "id", True),
      "COCO JSON: categories[0]: id must be a whole number (0 or more), got True"),
     ("category name a number", setter("categories", 0, "name", 5),
-     "COCO JSON: category 21: name must be a non-empty name, got 5"),
+     "COCO JSON: category 21: name must be a class name (1 to 64 printable characters), got 5"),
     ("category name missing", dropper("categories", 0, "name"),
-     "COCO JSON: category 21: name is missing (expected a non-empty name)"),
+     "COCO JSON: category 21: name is missing (expected a class name (1 to 64 printable characters))"),
     # values cowdetect does not read: still no NaN / Infinity in a JSON file
     ("area Infinity", setter("annotations", 3, "area", float("inf")),
      "COCO JSON: annotation 1003: area is Infinity; JSON has no NaN or Infinity"),
@@ -404,3 +404,14 @@ def test_a_staging_folder_left_by_a_killed_import_is_removed_by_the_next(tmp_pat
     (left / "half.png").write_bytes(b"staged, never committed")
     record, created = store.add_image(np.full((40, 40, 3), 90, np.uint8), name="next.png")
     assert created and not left.exists()
+
+
+@pytest.mark.parametrize("name", ["x" * 65, "cow\nherd", "<b>cow</b>\x00"])
+def test_a_coco_category_name_follows_the_class_name_rule(tmp_path, name):
+    from cowdetect.formats import import_coco
+    from cowdetect.store import Store
+    store = Store(tmp_path / "data")
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": name}]}
+    with pytest.raises(ValueError, match="category 1: name must be a class name"):
+        import_coco(store, coco, {}, category=None)
+    assert store.classes() == ("cow",)
