@@ -71,13 +71,13 @@ def _check_new_account(store: Any, name: str) -> None:
     from .accounts import check_name
 
     check_name(name)
-    if any(row["name"].lower() == name.lower() for row in store.users()):  # names ignore case, as the store does
+    if store.account(name) is not None:  # the store's lookup: names ignore case
         raise ValueError(f"user {name!r} exists already")
 
 
 def _check_account(store: Any, name: str) -> None:
     """Refuse an unknown account name before a password is asked for."""
-    if not any(row["name"].lower() == str(name).lower() for row in store.users()):
+    if store.account(name) is None:
         raise ValueError(f"user {str(name)[:80]!r}: no such account")
 
 

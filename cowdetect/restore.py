@@ -109,16 +109,21 @@ def check_target(data_dir: str | Path) -> Path:
 def remove_abandoned_staging(target: Path) -> None:
     """Remove the staging folders of restores into ``target`` whose process is gone (kill -9): each
     holds an unpacked database with password hashes, and one inside the target keeps it non-empty."""
-    remove_abandoned(target.parent, f".{target.name}.restore-")
-    if target.is_dir() and not target.is_symlink():
-        remove_abandoned(target, ".restore-")
+    for parent, prefix in _staging_places(target):
+        if parent == target.parent or (target.is_dir() and not target.is_symlink()):
+            remove_abandoned(parent, prefix)
+
+
+def _staging_places(target: Path) -> tuple[tuple[Path, str], ...]:
+    """Where a restore into ``target`` stages, in order of preference: (folder, name prefix)."""
+    return (target.parent, f".{target.name}.restore-"), (target, ".restore-")
 
 
 def _staging(target: Path) -> Path:
     """A hidden scratch folder beside the target (renamed into place at the end) or, when only the
     empty target itself is writable (a mounted volume), inside it. Named with the pid, so that the
     next restore can tell an abandoned one."""
-    for parent, prefix in ((target.parent, f".{target.name}.restore-"), (target, ".restore-")):
+    for parent, prefix in _staging_places(target):
         if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
             return Path(tempfile.mkdtemp(dir=parent, prefix=f"{prefix}{os.getpid()}-"))
     raise PermissionError(f"restore: cannot write {target}: permission denied")
