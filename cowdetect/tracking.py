@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -152,6 +152,29 @@ class TrackResult:
 Progress = Callable[[int, int, np.ndarray], bool]
 
 
+class FrameHook(Protocol):
+    """Something that follows the tracks frame by frame (counting lines, zones) and draws on the
+    annotated frame. :func:`track_video` calls :meth:`update` for every frame after tracking, then
+    :meth:`draw` on the frame being written (when a video is written)."""
+
+    def update(self, frame: Frame, tracks: Tracks) -> None:
+        """``frame``: the decoded frame (index, time, RGB); ``tracks``: its tracks, xyxy pixels of
+        the full-size frame."""
+
+    def draw(self, rgb: np.ndarray, scale: float) -> None:
+        """Draw in place on ``rgb`` (the annotated RGB frame, ``scale`` × the full-size frame)."""
+
+
+class FrameSink(Protocol):
+    """Where annotated frames go: :class:`~cowdetect.video.VideoWriter`, or a writer of segments."""
+
+    def write(self, frame: np.ndarray) -> None:
+        """Add one RGB uint8 frame (H, W, 3)."""
+
+    def close(self) -> None:
+        """Finish the output; ValueError when nothing could be encoded."""
+
+
 def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:
     if scale >= 1.0:
         return rgb
@@ -181,15 +204,16 @@ class _Pipeline:
     detector call gets ``batch_size`` frames while only a bounded number wait in memory.
     """
 
-    def __init__(self, detector: Any, info: VideoInfo, out_video: str | Path | None, out_mot: str | Path,
+    def __init__(self, detector: Any, info: VideoInfo, out_video: str | Path | FrameSink | None, out_mot: str | Path,
                  out_csv: str | Path | None, config: TrackConfig, progress: Progress | None,
-                 cache: FrameDetections | None) -> None:
+                 cache: FrameDetections | None, hooks: Sequence[FrameHook] = ()) -> None:
         self.detector, self.info, self.config, self.progress, self.cache = detector, info, config, progress, cache
+        self.hooks = tuple(hooks)
         self.detect_scale = min(1.0, config.max_detect_side / max(info.width, info.height))
         self.out_scale = min(1.0, config.max_output_side / max(info.width, info.height))
         self.tracker = CowTracker(config)
-        self.writer = VideoWriter(out_video, fps=info.fps or 25.0, preset="ultrafast", crf=23, background=True) \
-            if out_video is not None else None
+        self.writer: FrameSink | None = out_video if out_video is None or hasattr(out_video, "write") else \
+            VideoWriter(out_video, fps=info.fps or 25.0, preset="ultrafast", crf=23, background=True)
         self.mot_file = open(out_mot, "w")
         self.csv_file = open(out_csv, "w") if out_csv is not None else None
         if self.csv_file:
@@ -223,6 +247,8 @@ class _Pipeline:
             self.seen_ids.update(tracks.ids.tolist())
             self.max_in_frame = max(self.max_in_frame, len(tracks))
             self.write_tracks(f, tracks)
+            for hook in self.hooks:
+                hook.update(f, tracks)
             drawn = self.draw(f, tracks)
             self.done += 1
             if self.progress is not None and not self.progress(self.done, self.info.frames, drawn):
@@ -269,6 +295,8 @@ class _Pipeline:
             return f.rgb
         drawn = draw_tracks(_resize(f.rgb, self.out_scale).copy(), tracks.xyxy, tracks.ids.tolist(),
                             [self.tracker.trails[int(i)] for i in tracks.ids], scale=self.out_scale)
+        for hook in self.hooks:
+            hook.draw(drawn, self.out_scale)
         self.writer.write(drawn)
         return drawn
 
@@ -296,16 +324,18 @@ class _Pipeline:
                            settings=asdict(self.config), reused_frames=self.reused_frames)
 
 
-def track_video(video: str | Path, detector: Any, out_video: str | Path | None, out_mot: str | Path,
+def track_video(video: str | Path, detector: Any, out_video: str | Path | FrameSink | None, out_mot: str | Path,
                 out_csv: str | Path | None = None, config: TrackConfig = TrackConfig(),
-                progress: Progress | None = None, cache: FrameDetections | None = None) -> TrackResult:
+                progress: Progress | None = None, cache: FrameDetections | None = None,
+                hooks: Sequence[FrameHook] = ()) -> TrackResult:
     """Track the cows in ``video`` with ``detector`` (a DetectorBox); write the results.
 
     Args:
         video: a video file FFmpeg reads (MP4, MOV, MKV, WebM, AVI...). Rotation metadata is
             applied; frames larger than ``config.max_detect_side`` are detected downscaled.
         detector: a :class:`~cowdetect.DetectorBox` whose classes include ``config.classes``.
-        out_video: the annotated H.264 MP4 (boxes with ids and trails), or None to skip drawing.
+        out_video: the annotated H.264 MP4 (boxes with ids and trails), a :class:`FrameSink` that
+            takes the annotated frames, or None to skip drawing.
         out_mot: tracks as MOTChallenge text (frame from 1, id, x, y, w, h, score, -1, -1, -1).
         out_csv: tracks as CSV with each frame's time: frame, time_s, id, x1, y1, x2, y2, score, detected.
         progress: called after every frame; return False to stop (the outputs keep what was done).
@@ -313,6 +343,8 @@ def track_video(video: str | Path, detector: Any, out_video: str | Path | None, 
             :mod:`cowdetect.framecache`): frames it holds are not detected again, frames it
             lacks are detected and added. Its detections are the model's own, before the score
             threshold and class filter, so one cache serves any tracker settings.
+        hooks: :class:`FrameHook` s (line and zone counters) that see every frame's tracks and draw
+            on the annotated video.
 
     Returns:
         :class:`TrackResult`. A video cut off mid-stream is not an error: the frames read
@@ -329,7 +361,7 @@ def track_video(video: str | Path, detector: Any, out_video: str | Path | None, 
     except ValueError:
         reader.close()  # its decode thread would otherwise outlive the refusal
         raise
-    pipeline = _Pipeline(detector, info, out_video, out_mot, out_csv, config, progress, cache)
+    pipeline = _Pipeline(detector, info, out_video, out_mot, out_csv, config, progress, cache, hooks)
     try:
         pipeline.feed(reader)
     finally:
