@@ -11,7 +11,6 @@ Usage: python bench/bench_ssd.py [--repeats N] [--image PATH]
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,18 +26,10 @@ sys.path.insert(0, str(ROOT))
 from cowdetect import DetectorBox, Store, TrainConfig, make_demo  # noqa: E402
 from cowdetect.demo import demo_image  # noqa: E402
 from cowdetect.images import load_image  # noqa: E402
+from timing import interleaved  # noqa: E402
 from cowdetect.ssd_weights import graph_files, opencv_net  # noqa: E402
 
 
-def interleaved(a, b, repeats: int) -> tuple[float, float]:
-    a(), b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, out in ((a, ta), (b, tb)):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return statistics.median(ta), statistics.median(tb)
 
 
 def main() -> None:

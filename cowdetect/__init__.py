@@ -23,9 +23,9 @@ from .lazy import lazy_getattr
 # and the other commands that need no model start without importing torch (~5 s on 2 cores).
 _EXPORTS = {
     "ARCHITECTURES": "models", "DetectorBox": "detector", "DetectorConfig": "config", "Detections": "detections",
-    "EvalResult": "metrics", "LabeledDataset": "data", "Sample": "data", "Store": "store", "TrackConfig": "config",
+    "EvalResult": "metrics", "LabeledDataset": "data", "OnnxDetectorBox": "onnx_model", "Sample": "data", "Store": "store", "TrackConfig": "config",
     "TrainConfig": "config", "TrainingDivergedError": "engine", "WeightsUnavailableError": "weights",
-    "evaluate_detections": "metrics", "load_image": "images", "make_demo": "demo", "resolve": "models",
+    "evaluate_detections": "metrics", "export_model": "export", "load_image": "images", "make_demo": "demo", "resolve": "models",
     "track_video": "tracking",
 }
 __all__ = sorted(_EXPORTS)

@@ -156,6 +156,10 @@ class DetectorBox:
         """
         if ref.kind == "pretrained":
             return cls.pretrained(device, weights_dir=weights_dir)
+        if ref.kind == "onnx":
+            box = cls.load(ref.checkpoint, device)  # type: ignore[arg-type]
+            box.origin = ref.label
+            return box
         if ref.kind == "untrained":
             torch.manual_seed(seed)
         box = cls(ref.architecture, weights=ref.weights, classes=classes if ref.kind == "untrained" else None,
@@ -359,7 +363,11 @@ class DetectorBox:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> DetectorBox:
-        """Rebuild a detector from a checkpoint written by :meth:`save` (nothing else needed)."""
+        """Rebuild a detector from a checkpoint written by :meth:`save` (nothing else needed), or open
+        an ONNX export (``.onnx``, :mod:`cowdetect.export`) run by onnxruntime, for inference only."""
+        if Path(path).suffix.lower() == ".onnx":
+            from .onnx_model import OnnxDetectorBox
+            return OnnxDetectorBox(path, device)
         return cls(weights=Path(path), device=device)
 
 

@@ -282,7 +282,7 @@ class ModelRef:
     """
 
     spec: str
-    kind: str  # 'pretrained', 'coco', 'untrained', 'stored' or 'file'
+    kind: str  # 'pretrained', 'coco', 'untrained', 'stored', 'file' or 'onnx' (an exported .onnx file)
     architecture: str
     label: str
     model_id: int | None = None
@@ -313,11 +313,11 @@ def pretrained_architecture(device: torch.device) -> str:
 
 def check_model_name(name: str) -> str:
     """A valid version name (letters, digits, '-', '_', '.', starting with a letter, at most 100,
-    not a reserved word, not ending in '.pt'), or ValueError saying what is allowed."""
+    not a reserved word, not ending in '.pt' or '.onnx'), or ValueError saying what is allowed."""
     if (not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or ".." in name
-            or name.lower().endswith(".pt") or name.lower() in RESERVED_NAMES):
+            or name.lower().endswith((".pt", ".onnx")) or name.lower() in RESERVED_NAMES):
         raise ValueError(f"model name: expected letters, digits, '-', '_' or '.', starting with a letter, at most "
-                         f"100, not ending in '.pt' and not one of {sorted(RESERVED_NAMES)}; got {name!r}")
+                         f"100, not ending in '.pt' or '.onnx' and not one of {sorted(RESERVED_NAMES)}; got {name!r}")
     return name
 
 
@@ -331,10 +331,16 @@ def _file_ref(spec: str) -> ModelRef:
     from .detector import read_checkpoint_meta
 
     path = Path(spec).expanduser().resolve()
-    architecture = read_checkpoint_meta(path)["config"]["architecture"]  # ValueError when not a checkpoint
+    kind = "onnx" if path.suffix.lower() == ".onnx" else "file"
+    if kind == "onnx":  # an export (cowdetect.export), run by onnxruntime
+        from .onnx_model import read_onnx_meta
+
+        architecture = read_onnx_meta(path)["architecture"]  # ValueError when not a cowdetect export
+    else:
+        architecture = read_checkpoint_meta(path)["config"]["architecture"]  # ValueError when not a checkpoint
     # The label carries the content's hash: two files called m.pt never share a cached evaluation.
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
-    return ModelRef(str(path), "file", architecture, f"{path.name} (file {digest})", None, path)
+    return ModelRef(str(path), kind, architecture, f"{path.name} (file {digest})", None, path)
 
 
 def _arch_ref(kind: str, architecture: str) -> ModelRef:
@@ -370,7 +376,7 @@ def resolve(store: Any, spec: str | int, device: str | torch.device = "auto") ->
         return _arch_ref(kind, architecture or DEFAULT_ARCHITECTURE)
     if re.fullmatch(r"#?[0-9]+", text):  # ASCII digits only: '²' or '０' are no ids
         return _stored(store.model(int(text.lstrip("#"))))
-    if text.lower().endswith(".pt") or "/" in text or "\\" in text:
+    if text.lower().endswith((".pt", ".onnx")) or "/" in text or "\\" in text:
         return _file_ref(text)
     if re.fullmatch(NAME_PATTERN, text) and text.lower() not in RESERVED_NAMES:
         return _stored(store.model_by_name(text))

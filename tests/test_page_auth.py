@@ -353,3 +353,14 @@ def test_a_network_app_with_accounts_asks_for_a_login(team, monkeypatch):
     assert "Log in" in labels(at) and not at.error
 
 
+
+
+def test_a_viewer_may_not_export_a_model(team, monkeypatch):
+    """An ONNX export carries a model's weights out of the app: the button is disabled for a viewer, and the
+    action the page asks the store for (before exporting) is refused for a viewer, allowed for a trainer."""
+    at = app(team, monkeypatch, "vic", "models")
+    assert at.button(key="export_onnx").disabled
+    with pytest.raises(PermissionDenied, match="may not manage models"):
+        team.as_user(User("vic", "viewer")).require("manage_models")
+    team.as_user(User("tom", "trainer")).require("manage_models")
+    assert not app(team, monkeypatch, "tom", "models").button(key="export_onnx").disabled
