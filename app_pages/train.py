@@ -33,11 +33,15 @@ with st.form("settings"):
     patience = c6.number_input("Early-stop patience (0 = off)", 0, 100, RUN_DEFAULTS["patience"], key="patience")
     name = c7.text_input("Version name (optional)", key="name")
     freeze = c8.checkbox("Freeze backbone", key="freeze")
-    a1, a2, a3 = st.columns(3)
+    a1, a2, a3, a4 = st.columns(4)
     flip = a1.checkbox("Flip", True, key="flip")
     choice = {"model's default": None, "on": True, "off": False}
     colour = a2.selectbox("Colour jitter", list(choice), key="colour", help=per_model("color_jitter"))
     scale = a3.selectbox("Scale jitter (zoom out / crop)", list(choice), key="scale", help=per_model("scale_jitter"))
+    nproc = a4.number_input("Processes / GPUs", 1, 64, 1, key="nproc",
+                            help="1: one process. More: DistributedDataParallel through torchrun, one process per "
+                                 "GPU (or CPU processes sharing the cores); the batch is shared out among them. "
+                                 "Several machines: python -m cowdetect train --nnodes (README, Scale out).")
     st.caption("Small cows and forgetting: tile crops train on tile-sized windows, so distant cows are learnt at the "
                "size tiles show them; a slower backbone and mixing back the starting weights (WiSE-FT) keep what "
                "COCO taught the model, so fine-tuning on a few images of one barn does not wreck the rest.")
@@ -59,16 +63,17 @@ if estimate or start:
             checkpoint_every=int(checkpoint_every), eval_every=int(eval_every), patience=int(patience),
             horizontal_flip=flip, color_jitter=choice[colour], scale_jitter=choice[scale],
             freeze_backbone=freeze, backbone_lr=backbone_lr, tile_crops=tile_crops, keep_start=keep_start,
-            name=name or None)
+            name=name or None, nproc=int(nproc))
     except ValueError as exc:
         st.error(str(exc))
         st.stop()
     if estimate:  # from earlier runs' progress: the page never trains
-        how = (settings["architecture"], settings["config"]["batch_size"], settings["device"])
+        how = (settings["architecture"], settings["config"]["batch_size"], settings["device"], settings["nproc"])
         per = jobs.seconds_per_iteration(store, *how)
-        st.info(f"≈ {per:.2f} s per iteration on earlier runs of {how[0]} (batch {how[1]}, {how[2]}) → about "
+        on = f"batch {how[1]}, {how[2]} × {how[3]}"
+        st.info(f"≈ {per:.2f} s per iteration on earlier runs of {how[0]} ({on}) → about "
                 f"{per * int(iterations) / 60:.1f} min for {int(iterations)} iterations (validation adds more)."
-                if per else f"No earlier run of {how[0]} with batch {how[1]} on {how[2]} to measure from: the time "
+                if per else f"No earlier run of {how[0]} ({on}) to measure from: the time "
                 "left appears once the run has done a few iterations.")
     if start:
         try:

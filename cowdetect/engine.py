@@ -17,6 +17,7 @@ from torch import nn
 from .augment import Augment
 from .config import TrainConfig
 from .data import LabeledDataset, Sample
+from .distributed import Ranks, any_rank, current, epoch_shard, local_batch, mean_over_ranks, wrap
 
 # Called after every iteration with that iteration's record (iteration, loss, each loss
 # component, lr, seconds). Returning False stops training after that iteration.
@@ -68,12 +69,13 @@ def _tensors(samples: Sequence[Sample], augment: Augment,
 
 
 def _next_batch(dataset: LabeledDataset, order: list[int], rng: np.random.Generator,
-                batch_size: int) -> list[Sample]:
-    """The next ``batch_size`` samples; ``order`` (consumed) is refilled with a new shuffle each epoch."""
+                batch_size: int, ranks: Ranks | None = None) -> list[Sample]:
+    """The next ``batch_size`` samples; ``order`` (consumed) is refilled with a new shuffle each epoch
+    (with ``ranks``, this rank's shard of it: :func:`cowdetect.distributed.epoch_shard`)."""
     batch: list[Sample] = []
     while len(batch) < batch_size:
         if not order:
-            order.extend(rng.permutation(len(dataset)).tolist())
+            order.extend(epoch_shard(len(dataset), rng, *((ranks.rank, ranks.world) if ranks else (0, 1))))
         batch.append(dataset[order.pop()])
     return batch
 
@@ -127,35 +129,50 @@ def train_loop(model: nn.Module, dataset: LabeledDataset, config: TrainConfig, d
     Images without boxes are used as negatives; ``config`` switches flip, colour and scale
     augmentation (:mod:`cowdetect.augment`). Raises :class:`TrainingDivergedError` on a
     non-finite loss, ValueError on an empty dataset or a box outside its image.
+
+    Under torchrun (:mod:`cowdetect.distributed`) each rank trains on its shard with its part of
+    ``config.batch_size`` in DistributedDataParallel; the records hold the loss averaged over the
+    ranks, the ranks stop together when any callback says stop, and rank 0 alone checkpoints.
     """
     dataset.require_nonempty("train")
-    # Seeded by (seed, start) so a run and its resume are each repeatable.
+    ranks = current()
+    batch_size = local_batch(config.batch_size, ranks.world) if ranks else config.batch_size
+    # Seeded by (seed, start) so a run and its resume are each repeatable; the same on every rank,
+    # which deal out the same shuffles (epoch_shard).
     rng = np.random.default_rng([config.seed, start_iteration])
-    torch.manual_seed(config.seed * 1_000_003 + start_iteration)  # the augmentations draw from torch's generator
+    # the augmentations draw from torch's generator: each rank flips and jitters its images its own way
+    torch.manual_seed(config.seed * 1_000_003 + start_iteration + (ranks.rank * 7_919 if ranks else 0))
     from .models import input_size
     from .tiling import MAGNIFICATION
 
     augment = Augment(config, tile_side=input_size(model) / MAGNIFICATION)
+    model.to(device).train()
+    net = wrap(model, device) if ranks else model  # the same parameters: the optimizer takes model's
     optimizer = _optimizer(model, config, optimizer_state)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    model.to(device).train()
     history: list[dict[str, float]] = []
     order: list[int] = []
     started = time.perf_counter()
     for iteration in range(start_iteration, config.iterations):
-        images, targets = _tensors(_next_batch(dataset, order, rng, config.batch_size), augment, device)
+        images, targets = _tensors(_next_batch(dataset, order, rng, batch_size, ranks), augment, device)
         lr = config.learning_rate * lr_factor(iteration, config)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        value, parts = _step(model, optimizer, scaler, images, targets, iteration, config, device)
+        value, parts = _step(net, optimizer, scaler, images, targets, iteration, config, device)
+        if ranks:
+            parts = mean_over_ranks({**parts, "loss": value}, device)
+            value = parts.pop("loss")
         record = {"iteration": iteration + 1, "loss": value, "lr": lr,
                   "seconds": time.perf_counter() - started, **parts}
         history.append(record)
         done = iteration + 1
         stop = callback is not None and callback(record) is False
-        model.train()  # a callback may have evaluated the model
+        if ranks:
+            stop = any_rank(stop, device)
+        net.train()  # a callback may have evaluated the model
         periodic = config.checkpoint_every and done % config.checkpoint_every == 0
-        if checkpoint is not None and (periodic or (stop and done < config.iterations)):
+        writes = ranks is None or ranks.main
+        if checkpoint is not None and writes and (periodic or (stop and done < config.iterations)):
             checkpoint(done, optimizer)
         if stop:
             break

@@ -70,9 +70,11 @@ RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101).tolist()
 
 
 def _metric(backend: str, class_metrics: bool, extended: bool = False) -> MeanAveragePrecision:
+    # Every evaluation here sees its whole dataset in one process. Under torchrun torchmetrics would
+    # otherwise gather from all ranks on compute() and wait forever when rank 0 alone evaluates.
     return MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=class_metrics, backend=backend,
                                 iou_thresholds=IOU_THRESHOLDS, rec_thresholds=RECALL_THRESHOLDS,
-                                extended_summary=extended)
+                                extended_summary=extended, sync_on_compute=False)
 
 
 def match(pred: Detections, gt: Detections, iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

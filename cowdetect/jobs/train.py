@@ -14,14 +14,15 @@ from typing import Any
 
 import torch
 
+from .. import distributed, models
 from ..config import RUN_DEFAULTS, TrainConfig, from_dict, to_dict
 from ..data import LabeledDataset
 from ..detector import DetectorBox, read_checkpoint_meta, resolve_device
+from ..distributed import Ranks
 from ..engine import validation_loss
-from .. import models
 from ..models import check_model_name, resolve
-from ..store import RunRecord, Store, hash_dataset, now
-from .machinery import Log, create_run, recorded, start, stderr_log
+from ..store import ACTIVE, RunRecord, Store, hash_dataset, now
+from .machinery import Log, create_run, fail, recorded, start, stderr_log
 
 # Fewer labeled training images than this cannot teach a detector anything useful.
 MIN_TRAIN_IMAGES = 5
@@ -37,11 +38,13 @@ def training_settings(store: Store, base: str = "pretrained", iterations: int | 
                       tile_crops: float | None = None, keep_start: float | None = None,
                       train_split: str = "train", val_split: str = "val",
                       test_split: str = "test", device: str = "auto", name: str | None = None,
-                      seed: int = 0) -> dict[str, Any]:
+                      seed: int = 0, nproc: int = 1, nnodes: int = 1) -> dict[str, Any]:
     """Check and complete the settings of a training run. None takes the default of the base's
     architecture (:data:`cowdetect.config.TRAIN_DEFAULTS`, :data:`~cowdetect.config.RUN_DEFAULTS`).
 
     ``base``: the model to start from, a model spec (:data:`cowdetect.models.MODEL_SPEC_HELP`).
+    ``nproc`` processes on each of ``nnodes`` machines train together (:mod:`cowdetect.distributed`);
+    ``batch_size`` is the batch of all of them together, shared out equally.
 
     Raises:
         ValueError: an unknown base or split, a bad setting or name, or too few labeled
@@ -49,6 +52,9 @@ def training_settings(store: Store, base: str = "pretrained", iterations: int | 
     """
     dev = resolve_device(device)
     ref = resolve(store, base, dev)
+    if ref.kind == "onnx":  # refused now, not by the worker after the run is queued
+        raise ValueError(f"base: {ref.label} is an ONNX export, for inference only; train its source model "
+                         f"(a .pt checkpoint or stored version) and export again")
     if name is not None:
         check_model_name(name)
     runs = {k: RUN_DEFAULTS[k] if v is None else v for k, v in
@@ -60,6 +66,9 @@ def training_settings(store: Store, base: str = "pretrained", iterations: int | 
         horizontal_flip=horizontal_flip, color_jitter=color_jitter, scale_jitter=scale_jitter,
         checkpoint_every=runs["checkpoint_every"], freeze_backbone=freeze_backbone, backbone_lr=backbone_lr,
         tile_crops=tile_crops, keep_start=keep_start, seed=seed)
+    # SSD's batch norm trains on each process's images (its last feature map is 1x1): 2 at least
+    distributed.check_processes(nproc, nnodes, dev, config.batch_size,
+                                2 if models.get_architecture(ref.architecture).family == "ssd" else 1)
     dataset = store.dataset(train_split)
     if len(dataset) < MIN_TRAIN_IMAGES:
         raise ValueError(f"split {train_split!r} has {len(dataset)} labeled images; label at least "
@@ -68,7 +77,7 @@ def training_settings(store: Store, base: str = "pretrained", iterations: int | 
     return {"base": ref.pinned, "base_label": ref.label, "parent_id": ref.model_id,
             "architecture": ref.architecture, "device": str(dev), "train_split": train_split,
             "val_split": val_split, "test_split": test_split, "eval_every": runs["eval_every"],
-            "patience": runs["patience"], "name": name, "config": to_dict(config)}
+            "patience": runs["patience"], "name": name, "config": to_dict(config), "nproc": nproc, "nnodes": nnodes}
 
 
 def create_training_run(store: Store, settings: dict[str, Any]) -> int:
@@ -76,15 +85,16 @@ def create_training_run(store: Store, settings: dict[str, Any]) -> int:
     return create_run(store, "train", settings, settings["config"]["iterations"])
 
 
-def seconds_per_iteration(store: Store, architecture: str, batch_size: int, device: str) -> float | None:
-    """Measured seconds per iteration of earlier runs with this architecture, batch size and device
-    (the median over their progress points), or None when there is none. The Train page's
-    estimate: it measures nothing new, so it costs the page no work."""
+def seconds_per_iteration(store: Store, architecture: str, batch_size: int, device: str,
+                          processes: int = 1) -> float | None:
+    """Measured seconds per iteration of earlier runs with this architecture, batch size, device and
+    number of processes (the median over their progress points), or None when there is none. The
+    Train page's estimate: it measures nothing new, so it costs the page no work."""
     rates = []
     for run in store.runs("train"):
         params = run.params
-        if (params.get("architecture"), params.get("config", {}).get("batch_size"), params.get("device")) != \
-                (architecture, batch_size, device):
+        if (params.get("architecture"), params.get("config", {}).get("batch_size"), params.get("device"),
+                distributed.processes(params)) != (architecture, batch_size, device, processes):
             continue
         points = store.points(run.id)
         if len(points) >= 2 and points[-1]["seconds"] > points[0]["seconds"]:
@@ -106,13 +116,16 @@ def progress(store: Store, run_id: int) -> dict[str, Any]:
             "seconds_left": left}
 
 
-def run_training(store: Store, run_id: int, log: Log | None = None, log_every: float = 5.0) -> RunRecord:
+def run_training(store: Store, run_id: int, log: Log | None = None, log_every: float = 5.0,
+                 rdzv_endpoint: str | None = None, rdzv_timeout: int = distributed.RDZV_TIMEOUT) -> RunRecord:
     """Run (or resume) training run ``run_id`` to its end; the job function of workers and the CLI.
 
     Writes progress points every ~second, a checkpoint every ``checkpoint_every`` iterations
     and on stop, validation loss and mAP every ``eval_every`` iterations (keeping the best
     checkpoint), and at the end a model version with the before → after test mAP.
     Returns the run's final row. Errors end the run as ``failed`` with the reason, and are raised.
+    A run on several processes goes through torchrun (:func:`train_on_ranks`); on several machines
+    this one is node 0 and hosts the rendezvous at ``rdzv_endpoint`` (HOST:PORT).
     """
     log = log or stderr_log
     run = start(store, run_id, "train", log)
@@ -120,10 +133,87 @@ def run_training(store: Store, run_id: int, log: Log | None = None, log_every: f
         return run
     with recorded(store, run_id):
         try:
+            if distributed.processes(run.params) > 1:
+                return train_on_ranks(store, run, log, log_every, rdzv_endpoint, rdzv_timeout)
             return TrainingJob(store, run, log, log_every).run()
         except torch.cuda.OutOfMemoryError as exc:
             raise RuntimeError(f"the GPU ran out of memory ({str(exc).splitlines()[0]}); try a smaller batch size "
                                f"or image size. Checkpoints so far are kept.") from exc
+
+
+def train_on_ranks(store: Store, run: RunRecord, log: Log, log_every: float, endpoint: str | None,
+                   timeout: int) -> RunRecord:
+    """The owner's part of a run on several processes: start torchrun, wait, read how it ended.
+
+    Rank 0 writes the end (done, stopped, failed). A run whose torchrun ended before that (a rank
+    killed, a machine gone) is marked interrupted here: a resume restarts every rank from the last
+    checkpoint. A failure is raised again with the rank's message."""
+    nproc, nnodes = int(run.params.get("nproc", 1)), int(run.params.get("nnodes", 1))
+    distributed.check_launch(nnodes, 0, endpoint, joining=False)
+    if nnodes > 1:
+        for node in range(1, nnodes):
+            log(f"run {run.id}: waiting up to {timeout} s for machine {node}; run there: "
+                f"{distributed.join_command(run.id, node, str(endpoint), store.data_dir)}")
+    warning = distributed.oversubscribed(nproc, resolve_device(run.params["device"]))
+    if warning:
+        log(f"run {run.id}: {warning}")
+    code = distributed.run_torchrun(distributed.torchrun_command(run.id, store.data_dir, nproc, nnodes, 0, endpoint,
+                                                                 timeout, log_every), nproc)
+    after = store.run(run.id)
+    if after.status == "failed":
+        raise RuntimeError(after.error or f"torchrun ended with status {code}")
+    if after.status in ACTIVE:
+        message = (f"a training process ended unexpectedly (torchrun exit status {code}); resume continues "
+                   f"from the checkpoint at iteration {after.checkpoint_iteration}")
+        store.update_run(run.id, status="interrupted", error=message, finished_at=now())
+        log(f"run {run.id}: {message}")
+    return store.run(run.id)
+
+
+def join_training(store: Store, run_id: int, node_rank: int, endpoint: str | None,
+                  timeout: int = distributed.RDZV_TIMEOUT, log_every: float = 5.0) -> int:
+    """Take part in run ``run_id``, started on another machine (node 0), as machine ``node_rank``:
+    its ``nproc`` ranks here, none of which writes. Returns torchrun's exit status (0: done).
+    The data folder must hold the run and its data (a shared folder, or a copy made after the run
+    was started; a resume needs its checkpoints too)."""
+    run = store.run(run_id)
+    if run.kind != "train":
+        raise ValueError(f"run {run_id} is a {run.kind} run, not a training run")
+    nnodes = int(run.params.get("nnodes", 1))
+    if nnodes < 2:
+        raise ValueError(f"run {run_id} trains on one machine: there is nothing to join")
+    distributed.check_launch(nnodes, node_rank, endpoint, joining=True)
+    if node_rank >= nnodes:
+        raise ValueError(f"node_rank: expected 1 to {nnodes - 1} (run {run_id} trains on {nnodes} machines), "
+                         f"got {node_rank}")
+    distributed.check_endpoint(endpoint, node_rank)
+    nproc = int(run.params.get("nproc", 1))
+    return distributed.run_torchrun(distributed.torchrun_command(run_id, store.data_dir, nproc, nnodes, node_rank,
+                                                                 endpoint, timeout, log_every), nproc)
+
+
+def run_rank(store: Store, run_id: int, ranks: Ranks, device: torch.device, log_every: float = 5.0) -> None:
+    """One rank of a run on several processes (:func:`cowdetect.distributed.main`; the owner took the
+    run and its device). Rank 0 runs the whole job; the others only train, and write nothing but
+    their own error. A rank stopped by torchrun, or whose peer is gone (a failed collective), writes
+    nothing: the owner marks the run interrupted."""
+    run = store.run(run_id)
+    try:
+        job = TrainingJob(store, run, stderr_log if ranks.main else _quiet, log_every, ranks, device)
+        if ranks.main:
+            job.run()
+        else:
+            job.train()
+    except Exception as exc:
+        if distributed.peer_lost(exc):
+            raise
+        if store.run(run_id).status in ACTIVE:  # the first error is the one to read
+            fail(store, run_id, str(exc) if ranks.main else f"process {ranks.rank}: {exc}")
+        raise
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0: rank 0 says it all once."""
 
 
 def _scores(result: Any) -> dict[str, float]:
@@ -133,9 +223,13 @@ def _scores(result: Any) -> dict[str, float]:
 class TrainingJob:
     """One training run: its state as attributes, its work as named steps (:meth:`run`)."""
 
-    def __init__(self, store: Store, run: RunRecord, log: Log, log_every: float) -> None:
+    def __init__(self, store: Store, run: RunRecord, log: Log, log_every: float, ranks: Ranks | None = None,
+                 device: torch.device | None = None) -> None:
         self.store, self.run_id, self.log, self.log_every = store, run.id, log, log_every
         self.settings = run.params
+        # several processes (torchrun): this one's rank and GPU; only rank 0 ("main") writes
+        self.ranks, self.main = ranks, ranks is None or ranks.main
+        self.device = str(device) if device is not None else self.settings["device"]
         self.config = from_dict(TrainConfig, self.settings["config"])
         self.folder = store.inside(Path("runs") / f"run-{run.id}")
         self.metrics = dict(run.metrics)
@@ -159,13 +253,18 @@ class TrainingJob:
         if run.checkpoint and run.checkpoint_iteration:
             checkpoint = self.store.inside(run.checkpoint)
             self.start_iteration = run.checkpoint_iteration
-            self.store.drop_points_after(self.run_id, self.start_iteration)
+            if self.main:
+                self.store.drop_points_after(self.run_id, self.start_iteration)
             self.log(f"run {self.run_id}: resuming from iteration {self.start_iteration}")
-            return (DetectorBox.load(checkpoint, device=self.settings["device"]),
+            return (DetectorBox.load(checkpoint, device=self.device),
                     read_checkpoint_meta(checkpoint)["optimizer"])
-        ref = resolve(self.store, self.settings["base"], self.settings["device"])
-        box = DetectorBox.open(ref, self.settings["device"], classes=self.store.classes(),
-                               weights_dir=self.store.weights_dir, seed=self.config.seed)
+        # rank 0 first: opening SSD's COCO weights may convert and write them once
+        with distributed.main_first(self.ranks):
+            ref = resolve(self.store, self.settings["base"], self.device)
+            box = DetectorBox.open(ref, self.device, classes=self.store.classes(),
+                                   weights_dir=self.store.weights_dir, seed=self.config.seed)
+        if not self.main:
+            return box, None
         if self.config.keep_start:  # WiSE-FT mixes these weights back in at the end, also after a resume
             if box.classes != self.train_set.classes:
                 box.set_classes(self.train_set.classes)
@@ -180,8 +279,9 @@ class TrainingJob:
 
     def run(self) -> RunRecord:
         """train → (stopped: keep the checkpoint) or (validate the final weights → save the version)."""
+        world = f" over {self.ranks.world} processes" if self.ranks else ""
         self.log(f"run {self.run_id}: training {self.box.architecture} on {len(self.train_set)} images, iterations "
-                 f"{self.start_iteration}→{self.config.iterations}, batch {self.config.batch_size}, "
+                 f"{self.start_iteration}→{self.config.iterations}, batch {self.config.batch_size}{world}, "
                  f"lr {self.config.learning_rate}, device {self.box.device}")
         reached = self.train()
         if self.stop and reached < self.config.iterations and "early_stopped_at" not in self.metrics:
@@ -199,9 +299,11 @@ class TrainingJob:
         """The training loop with this job's callbacks; returns the iteration reached."""
         # the job mixes the start weights in itself (save_version): into the best weights, after resumes
         config = dataclasses.replace(self.config, keep_start=0.0)
-        history = self.box.train(self.train_set, config=config, callback=self.on_iteration,
+        # the loop checkpoints on rank 0 only; the other ranks' iterations are not recorded
+        history = self.box.train(self.train_set, config=config, callback=self.on_iteration if self.main else None,
                                  checkpoint_dir=self.folder, start_iteration=self.start_iteration,
-                                 optimizer_state=self.optimizer_state, on_checkpoint=self.on_checkpoint)
+                                 optimizer_state=self.optimizer_state,
+                                 on_checkpoint=self.on_checkpoint if self.main else None)
         reached = int(history[-1]["iteration"]) if history else self.start_iteration
         if self.pending:
             self.flush(reached)
@@ -287,7 +389,7 @@ class TrainingJob:
         """The weights with the best validation mAP when validation ran, else the final ones; with
         ``keep_start``, averaged with the weights training started from (WiSE-FT)."""
         best_path = self.folder / "best.pt"
-        box = DetectorBox.load(best_path, device=self.settings["device"]) \
+        box = DetectorBox.load(best_path, device=self.device) \
             if best_path.is_file() and self.best["map_50"] >= 0 else self.box
         start = self.folder / "start.pt"
         if self.config.keep_start and start.is_file():
