@@ -93,8 +93,8 @@ MODEL_SPEC_HELP = (
     "'pretrained'); 'pretrained' (the COCO detector this machine uses: fasterrcnn_resnet50_fpn with a CUDA "
     "GPU and its COCO weights in torch's cache, else ssd_mobilenet_v2_coco); 'coco:ARCH' (ARCH with COCO "
     "weights); 'untrained[:ARCH]' (random weights); '#ID' or 'ID' (a stored version by id); 'NAME' (a "
-    "stored version by name: names start with a letter, so they never look like ids); or 'PATH.pt' "
-    "(a checkpoint file). ARCH is one of: " + ", ".join(ARCHITECTURE_NAMES))
+    "stored version by name: names start with a letter, so they never look like ids); 'PATH.pt' "
+    "(a checkpoint file); or 'PATH.onnx' (an ONNX export: inference only). ARCH is one of: " + ", ".join(ARCHITECTURE_NAMES))
 # A training *run* (a job) also checkpoints and validates; a bare DetectorBox.train does neither.
 RUN_DEFAULTS: dict[str, int] = {"iterations": 1000, "checkpoint_every": 100, "eval_every": 100, "patience": 0}
 
@@ -211,6 +211,16 @@ class TrackConfig:
     hit_counter_max: int = 30
     # Frames a new track must be seen before it gets an id (filters one-frame false positives).
     initialization_delay: int = 3
+    # Detections from this score up to score_threshold only extend tracks that the confident ones
+    # left unmatched (ByteTrack's second association); they never start a track. None (or a value
+    # at or above score_threshold): no second association.
+    low_score_threshold: float | None = 0.1
+    # Re-identification: a new track whose appearance (colour histogram, Hellinger distance 0..1)
+    # is within this of a track lost in the last reid_hit_counter_max frames, and which starts
+    # within reid_gate box diagonals of where that track was last seen, takes its id. None: off.
+    reid_distance_threshold: float | None = 0.4
+    reid_hit_counter_max: int = 50
+    reid_gate: float = 1.5
     # Run the detector on every k-th frame; Norfair's Kalman filter predicts in between.
     detect_every: int = 3
     # Frames sent to the detector together (batching raises CPU throughput).
@@ -239,6 +249,20 @@ class TrackConfig:
         if self.distance_threshold is not None and not _positive_number(self.distance_threshold):
             raise ValueError(f"distance_threshold: expected a positive number (or None for the distance's own "
                              f"default), got {self.distance_threshold!r}")
+        low = self.low_score_threshold
+        if low is not None and not (isinstance(low, (int, float)) and not isinstance(low, bool) and 0 <= low <= 1):
+            raise ValueError(f"low_score_threshold: expected 0 to 1 (or None: no second association), got {low!r}")
+        reid = self.reid_distance_threshold
+        if reid is not None and not (_positive_number(reid) and reid <= 1):
+            raise ValueError(f"reid_distance_threshold: expected more than 0 and at most 1 (or None: no ReID), "
+                             f"got {reid!r}")
+        # bounded: every lost track is kept (and compared with each new one) this many frames, which
+        # on a live stream running for days would grow without end
+        hits = self.reid_hit_counter_max
+        if not isinstance(hits, int) or isinstance(hits, bool) or not 1 <= hits <= 10_000:
+            raise ValueError(f"reid_hit_counter_max: expected a whole number of frames from 1 to 10000, got {hits!r}")
+        if not _positive_number(self.reid_gate):
+            raise ValueError(f"reid_gate: expected a positive number, got {self.reid_gate!r}")
         if self.trail_length < 0:
             raise ValueError(f"trail_length: expected 0 or more, got {self.trail_length}")
         if not self.classes:

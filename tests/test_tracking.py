@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib.metadata import version
 
 import av
@@ -14,7 +15,8 @@ from cowdetect.config import TrackConfig
 from cowdetect.demo import mot_lines, render_video
 from cowdetect.detections import Detections
 from cowdetect.mot import mot_line, mot_scores, read_mot
-from cowdetect.tracking import CowTracker, centroid_distance, track_video
+from cowdetect.framecache import FrameDetections
+from cowdetect.tracking import CowTracker, appearance, appearance_distance, centroid_distance, track_video
 from cowdetect.video import VideoReader, probe_video, write_video
 
 COW = ("__background__", "cow")
@@ -85,6 +87,12 @@ def test_centroid_distance_is_relative_to_box_size():
     ({"score_threshold": 1.5}, "score_threshold"),
     ({"distance_threshold": -1.0}, "distance_threshold"),
     ({"classes": ()}, "classes"),
+    ({"low_score_threshold": 1.5}, "low_score_threshold"),
+    ({"low_score_threshold": "0.1"}, "low_score_threshold"),
+    ({"reid_distance_threshold": 0.0}, "reid_distance_threshold"),
+    ({"reid_distance_threshold": 1.5}, "reid_distance_threshold"),
+    ({"reid_hit_counter_max": 0}, "reid_hit_counter_max"),
+    ({"reid_gate": -1.0}, "reid_gate"),
 ])
 def test_bad_settings(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -176,3 +184,119 @@ def test_frames_are_streamed(short_video):
     assert [frame.index for frame in iterator] == list(range(1, 20))  # the rest, in order, none lost
     assert reader.frames_read == 20 and reader.error is None
     reader.close()
+
+
+# -- association: the low-score second pass and re-identification, on hand-made detections ----------
+
+GRASS, BROWN, WHITE = (70, 140, 60), (150, 90, 40), (235, 235, 225)
+
+
+def _scene(boxes: list[tuple[list[float], tuple[int, int, int]] | None], size=(120, 300)):
+    """Per frame: an RGB grass frame with one coloured block, and its detection (score 0.9), or an empty frame
+    and no detection where ``boxes`` has None."""
+    for item in boxes:
+        rgb = np.zeros((*size, 3), np.uint8)
+        rgb[:] = GRASS
+        if item is None:
+            yield rgb, Detections.empty(COW, scored=True)
+            continue
+        box, colour = item
+        x1, y1, x2, y2 = (int(v) for v in box)
+        rgb[y1:y2, x1:x2] = colour
+        yield rgb, Detections(np.array([box], np.float32), np.array([1]), np.array([0.9], np.float32), COW)
+
+
+def _ids(config: TrackConfig, scene) -> list[list[int]]:
+    tracker = CowTracker(config)
+    return [tracker.update(dets, rgb=rgb).ids.tolist() for rgb, dets in scene]
+
+
+def _away_and_back(back: list[float], colour=BROWN):
+    """A cow seen 10 frames, gone 15 (its track dies: hit_counter_max 5), back at ``back`` for 10."""
+    return [([40, 40, 100, 80], BROWN)] * 10 + [None] * 15 + [(back, colour)] * 10
+
+
+REID = dict(detect_every=1, hit_counter_max=5, initialization_delay=1, reid_hit_counter_max=30)
+
+
+def test_a_cow_lost_and_back_nearby_keeps_its_id_by_appearance():
+    ids = _ids(TrackConfig(**REID), _scene(_away_and_back([52, 42, 112, 82])))
+    first = ids[5]
+    assert len(first) == 1 and ids[20] == []  # tracked, then lost
+    assert ids[-1] == first and all(i == first for i in ids[27:])  # back under its old id
+    # without ReID the same cow comes back as a new cow
+    plain = _ids(TrackConfig(**REID, reid_distance_threshold=None), _scene(_away_and_back([52, 42, 112, 82])))
+    assert plain[-1] != plain[5] and len(plain[-1]) == 1
+
+
+@pytest.mark.parametrize("back, colour, why", [
+    ([52, 42, 112, 82], WHITE, "another coat"),
+    ([200, 40, 260, 80], BROWN, "too far from where it was lost (2.2 box diagonals, the gate is 1.5)"),
+])
+def test_a_new_cow_is_not_taken_for_a_lost_one(back, colour, why):
+    ids = _ids(TrackConfig(**REID), _scene(_away_and_back(back, colour)))
+    assert len(ids[-1]) == 1 and ids[-1] != ids[5], why
+
+
+def test_without_pixels_there_is_no_reid():
+    tracker = CowTracker(TrackConfig(**REID))
+    ids = [tracker.update(dets).ids.tolist() for _, dets in _scene(_away_and_back([52, 42, 112, 82]))]
+    assert ids[-1] != ids[5]
+
+
+def _scored(scores: list[float]) -> list[Detections]:
+    box = np.array([[40, 40, 100, 80]], np.float32)
+    return [Detections(box + i, np.array([1]), np.array([s], np.float32), COW) for i, s in enumerate(scores)]
+
+
+def test_low_score_detections_extend_a_track_but_never_start_one():
+    config = TrackConfig(detect_every=1, hit_counter_max=5, initialization_delay=1, reid_distance_threshold=None)
+    half_seen = _scored([0.9] * 5 + [0.2] * 20)  # the cow fades to a score the first pass ignores
+    tracker = CowTracker(config)
+    tracks = [tracker.update(d) for d in half_seen]
+    assert all(t.ids.tolist() == tracks[4].ids.tolist() and t.detected.all() for t in tracks[4:])
+    assert tracks[-1].score[0] == pytest.approx(0.2)
+    # without the second pass the track starves and dies
+    tracker = CowTracker(replace(config, low_score_threshold=None))
+    assert [len(tracker.update(d)) for d in half_seen][-1] == 0
+    # a low-score box alone is never a cow
+    tracker = CowTracker(config)
+    assert all(len(tracker.update(d)) == 0 for d in _scored([0.2] * 20))
+
+
+def test_appearance_embeddings():
+    frame = np.zeros((100, 200, 3), np.uint8)
+    frame[:, :100] = BROWN
+    frame[:, 100:] = WHITE
+    e = appearance(frame, np.array([[10, 10, 60, 60], [30, 40, 90, 90], [120, 10, 190, 90], [300, 0, 400, 50]]))
+    assert e.shape == (4, 256) and np.allclose(np.linalg.norm(e[:3], axis=1), 1.0)
+    assert appearance_distance(e[0], e[1]) == pytest.approx(0.0, abs=1e-3)   # same coat
+    assert appearance_distance(e[0], e[2]) == pytest.approx(1.0, abs=1e-3)   # nothing in common
+    assert not e[3].any()  # outside the frame: no pixels, no embedding
+
+
+def test_the_pipeline_gives_the_tracker_pixels_and_low_scores(tmp_path, tiny):
+    """track_video on a real video, its detections hand-made in the detection cache (the detector runs on no
+    frame): the cow that leaves and comes back keeps one id through the pipeline (ReID needs the frame's
+    pixels), and its score falling to 0.2 in frames 5-9 (below score_threshold 0.4) does not lose it."""
+    scene = list(_scene(_away_and_back([52, 42, 112, 82])))
+    write_video((rgb for rgb, _ in scene), tmp_path / "v.mp4", fps=10, preset="ultrafast")
+    config = replace(TrackConfig(**REID), batch_size=4)
+    with FrameDetections(tmp_path / "cache.f32", tiny.class_names) as cache:
+        for i, (_, dets) in enumerate(scene):
+            score = np.full(len(dets), 0.2 if 5 <= i < 10 else 0.9, np.float32)
+            cache.put(i, Detections(dets.xyxy, dets.class_id, score, tiny.class_names))
+        result = track_video(tmp_path / "v.mp4", tiny, None, tmp_path / "t.txt", tmp_path / "t.csv", config=config,
+                             cache=cache)
+    assert result.reused_frames == len(scene) and result.num_tracks == 1
+    rows = [line.split(",") for line in (tmp_path / "t.csv").read_text().splitlines()[1:]]
+    assert [(int(r[0]), r[-1]) for r in rows if 6 <= int(r[0]) <= 10] == [(f, "1") for f in range(6, 11)]
+    assert {int(r[0]) for r in rows} >= set(range(28, 36))  # and tracked again after it came back
+
+
+@pytest.mark.parametrize("value", [True, 10**12])
+def test_reid_memory_is_bounded(value):
+    """Hostile test: True passed as a frame count, and a ReID memory that would keep every lost track
+    of a days-long live run (each compared with every new track) were accepted."""
+    with pytest.raises(ValueError, match=r"reid_hit_counter_max: expected a whole number of frames from 1 to 10000"):
+        TrackConfig(reid_hit_counter_max=value)
