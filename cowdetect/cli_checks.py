@@ -100,3 +100,24 @@ def input_file(path: str, what: str) -> Path:
         raise ValueError(f"{what} {path}: " + ("a folder; give a file" if target.is_dir() else
                                                 "not a regular file" if target.exists() else "no such file"))
     return target
+
+
+def counting_line(text: str) -> Any:
+    """argparse type of ``--line``: a :class:`cowdetect.counting.Line` from '[NAME=]x1,y1,x2,y2'
+    (pixels); checked against the frame later, when its size is known."""
+    from .counting import parse_line
+
+    try:
+        return parse_line(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def counting_zone(text: str) -> Any:
+    """argparse type of ``--zone``: a :class:`cowdetect.counting.Zone` from '[NAME=]x1,y1,x2,y2,x3,y3,...'."""
+    from .counting import parse_zone
+
+    try:
+        return parse_zone(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -1,10 +1,11 @@
-"""Drawing boxes, labels and track ids on RGB arrays (torchvision for still images, OpenCV for video)."""
+"""Drawing boxes, labels, track ids and counting lines / zones on RGB arrays (torchvision for still
+images, OpenCV for video)."""
 
 from __future__ import annotations
 
 import colorsys
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -71,8 +72,7 @@ def draw_tracks(rgb: np.ndarray, boxes: np.ndarray, ids: Sequence[int],
     import cv2
 
     h, w = rgb.shape[:2]
-    thickness = max(2, round(max(h, w) / 400))
-    font_scale = max(0.45, max(h, w) / 1400)
+    thickness, font_scale = line_style(h, w)
     for n, (box, track_id) in enumerate(zip(np.asarray(boxes, np.float64).reshape(-1, 4), ids)):
         color = id_color(int(track_id))
         if trails is not None and len(trails[n]) > 1:
@@ -80,10 +80,58 @@ def draw_tracks(rgb: np.ndarray, boxes: np.ndarray, ids: Sequence[int],
             cv2.polylines(rgb, [points], False, color, max(1, thickness - 1), cv2.LINE_AA)
         x1, y1, x2, y2 = (np.clip(box * scale, 0, [w - 1, h - 1, w - 1, h - 1])).round().astype(int)
         cv2.rectangle(rgb, (x1, y1), (x2, y2), color, thickness)
-        label = f"#{int(track_id)}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        top = max(0, y1 - th - base - 2)
-        cv2.rectangle(rgb, (x1, top), (x1 + tw + 4, top + th + base + 2), color, -1)
-        cv2.putText(rgb, label, (x1 + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        label(rgb, f"#{int(track_id)}", (x1, y1), (0, 0, 0), font_scale, box_color=color)
+    return rgb
+
+
+def line_style(h: int, w: int) -> tuple[int, float]:
+    """(line thickness px, OpenCV font scale) for drawing on an ``h`` × ``w`` frame: readable at any size."""
+    return max(2, round(max(h, w) / 400)), max(0.45, max(h, w) / 1400)
+
+
+def label(rgb: np.ndarray, text: str, org: tuple[int, int], color: tuple[int, int, int], font_scale: float,
+          box_color: tuple[int, int, int] = (0, 0, 0)) -> None:
+    """Draw ``text`` in ``color`` on a filled ``box_color`` box (RGB) in place on ``rgb`` (RGB uint8); ``org``
+    (x, y px) is the box's bottom-left corner, moved inside the frame when it would leave it."""
+    import cv2
+
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    h, w = rgb.shape[:2]
+    x = int(min(max(0, org[0]), max(0, w - tw - 4)))
+    y = int(min(max(th + base + 2, org[1]), h - 1))
+    cv2.rectangle(rgb, (x, y - th - base - 2), (x + tw + 4, y), box_color, -1)
+    cv2.putText(rgb, text, (x + 2, y - base - 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, color, 1, cv2.LINE_AA)
+
+
+LINE_COLOR = (255, 64, 160)  # RGB: magenta stands out on grass and on cows' coats
+ZONE_COLOR = (0, 200, 255)
+
+
+def draw_counts(rgb: np.ndarray, lines: Sequence[tuple[Any, int, int]], zones: Sequence[tuple[Any, int]],
+                scale: float = 1.0) -> np.ndarray:
+    """Draw counting lines and zones in place on ``rgb`` (H, W, 3 uint8, RGB) and return it.
+
+    ``lines``: (a :class:`cowdetect.geometry.Line`, forward count, backward count) each, drawn with an
+    arrow from its middle pointing the forward way (towards its right-hand side, looking from its first
+    point to its second); ``zones``: (a :class:`cowdetect.geometry.Zone`, tracks inside now). Shapes are
+    in full-frame pixels; ``scale`` maps them onto ``rgb``."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    thickness, font_scale = line_style(h, w)
+    for zone, inside in zones:
+        pts = (np.asarray(zone.points, np.float64) * scale).round().astype(np.int32)
+        cv2.polylines(rgb, [pts.reshape(-1, 1, 2)], True, ZONE_COLOR, thickness, cv2.LINE_AA)
+        top = pts[np.argmin(pts[:, 1])]
+        label(rgb, f"{zone.name}: {inside} in", (int(top[0]), int(top[1]) - 4), ZONE_COLOR, font_scale)
+    for line, forward, backward in lines:
+        a, b = (np.asarray(p, np.float64) * scale for p in line.points)
+        cv2.line(rgb, tuple(a.round().astype(int)), tuple(b.round().astype(int)), LINE_COLOR, thickness, cv2.LINE_AA)
+        mid = (a + b) / 2
+        normal = np.array([-(b - a)[1], (b - a)[0]]) / max(1e-9, float(np.hypot(*(b - a))))  # right-hand side
+        tip = mid + normal * max(18.0, 0.06 * max(h, w))
+        cv2.arrowedLine(rgb, tuple(mid.round().astype(int)), tuple(tip.round().astype(int)), LINE_COLOR, thickness,
+                        cv2.LINE_AA, tipLength=0.35)
+        label(rgb, f"{line.name}: {forward} fwd, {backward} back", (int(min(a[0], b[0])), int(min(a[1], b[1])) - 4),
+              LINE_COLOR, font_scale)
     return rgb

@@ -10,6 +10,7 @@ import pytest
 
 from apprunner import CHROMIUM, CHROMIUM_ARGS, require_chromium, serve_app
 from conftest import add_tiny_model
+from test_browser_label import settle
 from cowdetect.demo import render_video
 from cowdetect.store import Store
 from cowdetect.video import write_video
@@ -49,6 +50,23 @@ def test_upload_track_and_play(tmp_path, browser, served):
     page.locator('input[type="file"]').first.set_input_files(str(video))
     page.get_by_text("Added cows.mp4.").wait_for(timeout=60_000)
     assert [v.original_name for v in store.videos()] == ["cows.mp4"]
+    # a counting line dragged with the mouse on the first frame (320x180 shown 2.25x: 720x405 canvas px),
+    # bottom to top: kept with the video in frame pixels, and counted by the run
+    page.get_by_text("Counting lines and zones").first.click()
+    surface = page.locator("canvas.upper-canvas >> visible=true").first
+    surface.wait_for(timeout=30_000)
+    settle(page)  # a drag on a canvas a still-running rerun replaces is lost
+    box = surface.bounding_box()
+    page.mouse.move(box["x"] + 360, box["y"] + 396)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 360, box["y"] + 200, steps=5)
+    page.mouse.move(box["x"] + 360, box["y"] + 9, steps=5)
+    page.mouse.up()
+    page.get_by_role("button", name="Add this line").click()
+    page.get_by_text("Added line line1").wait_for(timeout=30_000)
+    ((x1, y1), (x2, y2)) = store.videos()[0].geometry["lines"][0]["points"]
+    assert (x1, y1, x2, y2) == pytest.approx((160, 176, 160, 4), abs=1.5)
+    settle(page)  # a click on the form a still-running rerun replaces is lost
     page.get_by_role("button", name="Track", exact=True).click()
     player = page.locator("video").first
     player.wait_for(timeout=180_000)
@@ -64,6 +82,8 @@ def test_upload_track_and_play(tmp_path, browser, served):
     assert state["e"] is None and state["d"] == pytest.approx(2.0, abs=0.2), state
     assert state["t"] > 0 and (state["w"], state["h"]) == (320, 180), state
     assert page.get_by_text("Unique cows").count() and not page.locator('[data-testid="stException"]').count()
+    page.get_by_text("line1 forward").first.wait_for(timeout=30_000)  # the counts, under the results
+    assert run.metrics["counts"]["lines"][0]["name"] == "line1"
     page.close()
 
 

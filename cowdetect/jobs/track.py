@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..config import TrackConfig, from_dict, to_dict
+from ..counting import Counter
+from ..geometry import geometry_from_dict
 from ..detector import DetectorBox, resolve_device
 from ..files import atomic_write_bytes
 from ..framecache import FrameDetections
@@ -28,7 +30,8 @@ from ..tiling import TILING_VERSION, check_grid, parse_tiles, tiles_text
 from .machinery import Log, Ticker, create_run, recorded, start, stderr_log
 
 # What a tracking run leaves in runs/run-N/.
-TRACK_FILES = {"video": "tracked.mp4", "mot": "tracks.mot.txt", "csv": "tracks.csv", "preview": "preview.jpg"}
+TRACK_FILES = {"video": "tracked.mp4", "mot": "tracks.mot.txt", "csv": "tracks.csv", "preview": "preview.jpg",
+               "counts": "counts.csv"}
 
 
 def check_video_file(path: Path, name: str) -> Any:
@@ -122,21 +125,39 @@ def check_track_config(config: dict[str, Any], width: int | None = None, height:
 
 
 def tracking_settings(store: Store, video_id: int, model: str = "active", device: str = "auto",
-                      **config: Any) -> dict[str, Any]:
+                      geometry: dict[str, Any] | None = None, **config: Any) -> dict[str, Any]:
     """Check and complete the settings of a tracking run.
 
     ``model``: a model spec (:data:`cowdetect.models.MODEL_SPEC_HELP`); ``config``:
-    :class:`~cowdetect.config.TrackConfig` fields.
+    :class:`~cowdetect.config.TrackConfig` fields; ``geometry``: counting lines and zones
+    (:func:`cowdetect.geometry.geometry_to_dict`), None for those saved with the video. They are
+    checked against the video's frames and kept in the run's settings (a later change to the
+    video's lines does not change what this run counts).
 
     Raises:
-        ValueError: an unknown video, model or setting.
+        ValueError: an unknown video, model or setting, or lines / zones that do not fit the frames.
     """
     video = store.video(video_id)
     track_config = check_track_config(config, video.width, video.height)
+    counting = check_counting(geometry if geometry is not None else video.geometry, video.width, video.height)
     dev = resolve_device(device)
     ref = resolve(store, model, dev)
     return {"video_id": video_id, "model": ref.pinned, "model_label": ref.label, "device": str(dev),
-            "config": to_dict(track_config)}
+            "config": to_dict(track_config), "geometry": counting}
+
+
+def check_counting(geometry: dict[str, Any], width: int | None, height: int | None) -> dict[str, Any]:
+    """``geometry`` (:func:`cowdetect.geometry.geometry_to_dict`) checked — against a ``width`` ×
+    ``height`` frame when known — and written out again in its one form ({} when empty).
+
+    Raises:
+        ValueError: malformed, misnamed, or a point outside the frame.
+    """
+    from ..geometry import check_geometry, geometry_from_dict, geometry_to_dict
+
+    lines, zones = geometry_from_dict(geometry)
+    check_geometry(lines, zones, width or 1 << 30, height or 1 << 30)
+    return geometry_to_dict(lines, zones) if lines or zones else {}
 
 
 def create_tracking_run(store: Store, settings: dict[str, Any]) -> int:
@@ -203,8 +224,10 @@ def run_tracking(store: Store, run_id: int, log: Log | None = None) -> RunRecord
         ref = resolve(store, settings["model"], settings["device"])
         box = DetectorBox.open(ref, settings["device"], weights_dir=store.weights_dir)
         log(f"run {run_id}: tracking {video.original_name} ({video.frames} frames) with {settings['model_label']}")
-        result = _track(store, run_id, video, box, ref, from_dict(TrackConfig, settings["config"]), log)
-        metrics: dict[str, Any] = {"summary": result.as_dict()}
+        counter = Counter(*geometry_from_dict(settings.get("geometry", {})))  # runs before counting had none
+        result = _track(store, run_id, video, box, ref, from_dict(TrackConfig, settings["config"]), log, counter)
+        counter.write_csv(track_outputs(store, run_id)["counts"])
+        metrics: dict[str, Any] = {"summary": result.as_dict(), "counts": counter.summary()}
         switches = None
         if video.gt_path is not None and result.frames:
             from ..mot import mot_scores_and_switches, read_mot
@@ -236,8 +259,9 @@ def _frames_to_label(store: Store, run_id: int, frames: int, switches: list | No
 
 
 def _track(store: Store, run_id: int, video: VideoRecord, box: DetectorBox, ref: ModelRef, config: TrackConfig,
-           log: Log) -> Any:
-    """The tracking pipeline over the video, reading and filling the detection cache."""
+           log: Log, counter: Any = None) -> Any:
+    """The tracking pipeline over the video, reading and filling the detection cache; ``counter``
+    (a :class:`~cowdetect.counting.Counter`) counts on its lines and zones."""
     from ..tracking import track_video
 
     outputs = track_outputs(store, run_id)
@@ -247,4 +271,5 @@ def _track(store: Store, run_id: int, video: VideoRecord, box: DetectorBox, ref:
             log(f"run {run_id}: {len(cache)} frames already detected (kept from an earlier run) are not "
                 f"detected again")
         return track_video(video.path, box, outputs["video"], outputs["mot"], outputs["csv"], config,
-                           progress=_Preview(store, run_id, outputs["preview"]), cache=cache)
+                           progress=_Preview(store, run_id, outputs["preview"]), cache=cache,
+                           hooks=[counter] if counter is not None else [])

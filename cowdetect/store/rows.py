@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -121,6 +121,8 @@ class VideoRecord:
     frames: int | None
     gt_path: Path | None
     added_at: str
+    # counting lines and zones drawn on it (cowdetect.counting.geometry_to_dict; {} when none)
+    geometry: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,4 +172,4 @@ def image_row(row: sqlite3.Row, inside: Callable[[str], Path]) -> ImageRecord:
 def video_row(row: sqlite3.Row, inside: Callable[[str], Path]) -> VideoRecord:
     return VideoRecord(row["id"], row["sha256"], inside(row["file"]), row["original_name"], row["width"],
                        row["height"], row["fps"], row["frames"], inside(row["gt_file"]) if row["gt_file"] else None,
-                       row["added_at"])
+                       row["added_at"], json.loads(row["geometry"]))

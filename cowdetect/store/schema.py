@@ -213,6 +213,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN user TEXT;
     ALTER TABLE images ADD COLUMN added_by TEXT;
     """,
+    # 7: counting lines and zones drawn on a video (cowdetect.counting.geometry_to_dict JSON), kept
+    # with it so that every tracking run of the video, whatever its tracker settings, counts on them.
+    """
+    ALTER TABLE videos ADD COLUMN geometry TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from ..files import atomic_write_bytes
 from .base import StoreBase, sha256_hex
@@ -65,6 +67,58 @@ class VideosMixin(StoreBase):
         row = conn.execute("SELECT * FROM videos WHERE id = ?", (record.id,)).fetchone()
         what = "attached to it" if old is None else "replaced the one stored with it (earlier runs keep their scores)"
         return video_row(row, self.inside), f"{shown} was already stored (video {record.id}); its ground truth was {what}."
+
+    def set_video_geometry(self, video_id: int, geometry: dict[str, Any]) -> VideoRecord:
+        """Keep counting lines and zones with a video (:func:`cowdetect.geometry.geometry_to_dict`;
+        ``{}`` removes them), replacing those it had; every later tracking run of the video counts on
+        them unless it is given others. Needs the track role; logged. Returns the updated record.
+
+        Raises:
+            ValueError: an unknown video, or geometry that is malformed, misnamed or outside its frames
+                (nothing is changed).
+        """
+        from ..geometry import geometry_from_dict  # the store needs no cv2 else
+
+        given = geometry_from_dict(geometry)
+        return self._edit_geometry(video_id, lambda lines, zones: given)
+
+    def add_video_shape(self, video_id: int, kind: str, points: list[tuple[float, float]],
+                        name: str = "") -> VideoRecord:
+        """Add one counting line (``kind`` "line", two points) or zone ("zone", corners) in full-frame
+        pixels to a video's saved ones, read and written under the write lock (two pages adding at once
+        keep both). ``name`` '' picks the first free "line1", "line2", ... Needs the track role; logged.
+
+        Raises:
+            ValueError: an unknown video or kind, a bad shape or name, a name already used (nothing changed).
+        """
+        from ..geometry import with_shape
+
+        return self._edit_geometry(video_id, lambda lines, zones: with_shape(lines, zones, kind, points, name))
+
+    def remove_video_shape(self, video_id: int, name: str) -> VideoRecord:
+        """Remove the counting line or zone called ``name`` from a video's saved ones (under the write
+        lock, like :meth:`add_video_shape`; an unknown name changes nothing). Needs the track role; logged."""
+        return self._edit_geometry(video_id, lambda lines, zones: (tuple(x for x in lines if x.name != name),
+                                                                   tuple(z for z in zones if z.name != name)))
+
+    def _edit_geometry(self, video_id: int, change: Any) -> VideoRecord:
+        """Apply ``change(lines, zones) -> (lines, zones)`` to the video's geometry as stored now, inside
+        the write lock (no lost update between two writers), checked against its frame, and log it."""
+        from ..geometry import check_geometry, geometry_from_dict, geometry_to_dict
+
+        self.require("track")  # type: ignore[attr-defined]
+        video = self.video(video_id)
+        with self.write_lock() as conn:
+            row = conn.execute("SELECT geometry FROM videos WHERE id = ?", (video.id,)).fetchone()
+            lines, zones = change(*geometry_from_dict(json.loads(row[0] or "{}")))
+            # names always; points against the frame when its size is known
+            check_geometry(lines, zones, video.width or 1 << 30, video.height or 1 << 30)
+            names = ", ".join([line.name for line in lines] + [zone.name for zone in zones]) or "none"
+            conn.execute("UPDATE videos SET geometry = ? WHERE id = ?",
+                         (json.dumps(geometry_to_dict(lines, zones) if lines or zones else {}), video.id))
+            self._log(conn, "set counting lines", f"video #{video.id}",  # type: ignore[attr-defined]
+                      f"{len(lines)} lines, {len(zones)} zones: {names}")
+        return self.video(video.id)
 
     def videos(self) -> list[VideoRecord]:
         """Stored videos, oldest first."""
