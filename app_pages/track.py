@@ -11,6 +11,10 @@ from cowdetect.video import VIDEO_SUFFIXES
 
 st.title("Track")
 store = ui.store()
+if st.radio("Source", ["Stored video", "Live stream"], horizontal=True, key="track_source") == "Live stream":
+    from ui.live import live_section
+    live_section(store)
+    st.stop()
 defaults = TrackConfig()
 may_import, may_track = store.user.may("import"), store.user.may("track")
 
@@ -39,6 +43,8 @@ video_id = st.selectbox("Video", ids, index=ids.index(st.session_state["video_id
                         if st.session_state.get("video_id") in ids else 0,
                         format_func=lambda i: f"{videos[i].original_name} · {videos[i].width}×{videos[i].height} · "
                         f"{videos[i].frames} frames" + (" · ground truth" if videos[i].gt_path else ""))
+with st.expander("Counting lines and zones", expanded=bool(videos[video_id].geometry)):
+    ui.geometry_editor(store, videos[video_id])  # kept with the video: every run below counts on them
 with st.form("track"):
     m1, m2 = st.columns([3, 1])
     model = ui.model_picker(store, key="track_model", where=m1)
@@ -56,6 +62,15 @@ with st.form("track"):
                             key="delay")
     every = c6.number_input("Detect every k-th frame", 1, 30, defaults.detect_every, key="every",
                             help="Norfair's Kalman filter predicts the frames in between")
+    c7, c8, c9 = st.columns(3)
+    low = c7.number_input("Low score threshold (0 = off)", 0.0, 1.0, defaults.low_score_threshold or 0.0, 0.05,
+                          key="low_score", help="detections from this score up to the score threshold only extend "
+                                                "tracks left unmatched (ByteTrack's second association)")
+    reid = c8.number_input("ReID appearance threshold (0 = off)", 0.0, 1.0, defaults.reid_distance_threshold or 0.0,
+                           0.05, key="reid", help="a new track that looks like (colour histogram distance 0-1) a "
+                                                  "cow lost nearby takes its id")
+    reid_max = c9.number_input("Frames a lost cow can be re-identified", 1, 10000, defaults.reid_hit_counter_max,
+                               key="reid_max")
     go = st.form_submit_button("Track", type="primary", disabled=not may_track,
                                help="a background run (needs the trainer role)")
 
@@ -63,7 +78,9 @@ if go:
     try:
         settings = jobs.tracking_settings(store, video_id, model=model, score_threshold=score, distance=distance,
                                           distance_threshold=threshold or None, hit_counter_max=int(hit_max),
-                                          initialization_delay=int(delay), detect_every=int(every), tiles=tiles)
+                                          initialization_delay=int(delay), detect_every=int(every), tiles=tiles,
+                                          low_score_threshold=low or None, reid_distance_threshold=reid or None,
+                                          reid_hit_counter_max=int(reid_max))
         st.session_state["track_run"] = ui.launch(store, jobs.create_tracking_run, settings)
     except (ValueError, PermissionDenied) as exc:
         st.error(str(exc))
@@ -99,6 +116,7 @@ if current.active:
     live(chosen)
 else:
     ui.track_results(store, current)
+    ui.counting_results(store, current)
     if current.status == "done":
         ui.to_label_section(store, current)
 

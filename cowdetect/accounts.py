@@ -40,7 +40,7 @@ ACTIONS: dict[str, str] = {
 }
 # the action a background job of each kind needs (starting, stopping or resuming it)
 RUN_ACTIONS: dict[str, str] = {"train": "train", "evaluate": "evaluate", "track": "track", "prelabel": "prelabel",
-                               "frames": "import"}
+                               "frames": "import", "live": "track"}
 
 
 def run_action(kind: str) -> str:
@@ -157,6 +157,31 @@ def session_secret(data_dir: str | Path) -> bytes:
     if len(secret) < 32:
         raise ValueError(f"{path}: damaged (under 32 bytes); delete it to make a new one (everyone logs in again)")
     return secret
+
+
+def write_private(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically with owner-only permissions (0600) from the start.
+
+    Not :func:`cowdetect.files.atomic_write`: that one gives the file the usual 0666-less-umask
+    permissions before the rename, so a secret (a stream's password) would be readable by others
+    for a moment. mkstemp files are 0600; the rename keeps that."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def source_key(data_dir: str | Path, secret_text: str) -> str:
+    """A short keyed fingerprint of ``secret_text`` (HMAC-SHA256 under the data folder's session
+    secret): tells two secrets apart in stored settings without revealing or allowing a guess at them."""
+    return hmac.new(session_secret(data_dir), secret_text.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def _signature(secret: bytes, payload: str) -> str:

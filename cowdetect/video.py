@@ -9,8 +9,11 @@ memory stays constant however long the video is.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -308,3 +311,91 @@ def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: float = 25.
         for frame in frames:
             writer.write(frame)
     return writer.count
+
+
+SEGMENT_GLOB = "segment-*.mp4"
+
+
+def list_segments(folder: str | Path) -> list[Path]:
+    """The complete segments of a :class:`SegmentWriter` in ``folder``, oldest first (open
+    ``.partial.mp4`` files left out)."""
+    return sorted(p for p in Path(folder).glob(SEGMENT_GLOB) if ".partial" not in p.name)
+
+
+class SegmentWriter:
+    """A frame sink (see :class:`cowdetect.tracking.FrameSink`) writing RGB uint8 frames as complete
+    H.264 MP4 files of ``seconds`` of video each: ``segment-00001.mp4``, ``segment-00002.mp4`` ...
+
+    The open segment is ``segment-NNNNN.partial.mp4``, renamed when complete. A full segment is
+    closed on the caller's thread before the next frame opens a new one (flushing an ``ultrafast``
+    encoder takes milliseconds), so a process killed at any moment leaves every closed segment
+    playable and loses only the open one. Numbering continues after segments already in ``folder``
+    (a resumed run), and partial files found there (of a killed run) are removed. ``on_closed(path)``
+    is called with each completed segment; an error in encoding, renaming or ``on_closed`` is kept in
+    :attr:`error` and raised by the next :meth:`write` or :meth:`close`.
+    """
+
+    def __init__(self, folder: str | Path, seconds: float = 10.0, fps: float = 25.0,
+                 on_closed: Callable[[Path], None] | None = None) -> None:
+        if not seconds > 0:
+            raise ValueError(f"seconds: expected a positive segment length, got {seconds}")
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for partial in self.folder.glob("segment-*.partial.mp4"):
+            partial.unlink(missing_ok=True)
+        self.fps, self.per_segment = fps, max(1, round(seconds * fps))
+        self.on_closed = on_closed
+        found = list_segments(self.folder)
+        self.segments: list[dict[str, Any]] = [{"name": p.name, "frames": None, "closed_at": None} for p in found]
+        self._next = 1 + max((int(p.stem.split("-")[1]) for p in found), default=0)
+        self._writer: VideoWriter | None = None
+        self.error: BaseException | None = None
+        self.frames = self._in_segment = 0
+        self.close_seconds: deque[float] = deque(maxlen=100)  # how long closing each segment took
+
+    def write(self, frame: np.ndarray) -> None:
+        """Add one RGB uint8 frame (H, W, 3); a segment full with this frame is closed."""
+        if self.error is not None:
+            raise self.error
+        if self._writer is None:
+            path = self.folder / f"segment-{self._next:05d}.partial.mp4"
+            self._next += 1
+            self._writer = VideoWriter(path, fps=self.fps, preset="ultrafast", crf=23, background=True)
+            self._in_segment = 0
+        self._writer.write(frame)
+        self.frames += 1
+        self._in_segment += 1
+        if self._in_segment >= self.per_segment:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Close the open segment: flush, rename, ``on_closed``; any error lands in :attr:`error`."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        started = time.perf_counter()
+        final = writer.path.with_name(writer.path.name.replace(".partial", ""))
+        try:
+            count = writer.close()
+            os.replace(writer.path, final)
+            self.segments.append({"name": final.name, "frames": count, "closed_at": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            if self.on_closed is not None:
+                self.on_closed(final)
+        except Exception as exc:  # a full disk, a bad on_closed target: told by the next write or close
+            self.error = exc
+            writer.path.unlink(missing_ok=True)
+        self.close_seconds.append(time.perf_counter() - started)
+
+    def close(self) -> None:
+        """Complete the open segment.
+
+        Raises:
+            ValueError: no frame was written at all.
+            OSError, ValueError: a segment could not be encoded, renamed or handed to ``on_closed``.
+        """
+        self._finish()
+        if self.error is not None:
+            raise self.error
+        if not self.frames:
+            raise ValueError("frames: no frames to write")
