@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import cli_admin
+from . import cli_admin, cli_export
 from .cli_checks import Parser, UsageError, distinct_files, input_file, number, output_file, output_folder, whole
 from .cli_errors import error_text, expected_errors, log_unexpected, one_line
 
@@ -201,28 +201,68 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    "weights into the final ones, so fine-tuning forgets less (0-1; default: the architecture's)")
     p.add_argument("--name", help="model version name (default: architecture + run id)")
     p.add_argument("--log-every", type=_positive_float, default=5.0, help="seconds between progress lines")
+    scale = p.add_argument_group("several processes or machines (DistributedDataParallel through torchrun)")
+    scale.add_argument("--nproc", type=whole(1, 1024, "a number of processes from 1 to 1024"), default=None,
+                       help="training processes on this machine: one per GPU, or CPU processes (default 1); "
+                            "--batch-size is shared out among all of them")
+    scale.add_argument("--nnodes", type=whole(1, 1024, "a number of machines from 1 to 1024"), default=None,
+                       help="machines taking part (default 1); the others run the --join line this one prints")
+    scale.add_argument("--rdzv-endpoint", metavar="HOST:PORT", default=None,
+                       help="with --nnodes > 1: node 0's address and a free port, reachable from every machine")
+    scale.add_argument("--node-rank", type=whole(0, 1023), default=0,
+                       help="this machine's number with --join (1 or more)")
+    scale.add_argument("--join", type=_run_id, metavar="RUN_ID", default=None,
+                       help="take part in run RUN_ID that node 0 started (with --node-rank and --rdzv-endpoint)")
+    scale.add_argument("--rdzv-timeout", type=whole(1, 86_400), default=300,
+                       help="seconds node 0 waits for the other machines (default 300)")
+
+
+def _ignored_by_join(args: argparse.Namespace) -> list[str]:
+    """The training options given with --join (each differs from its default), as --option names."""
+    defaults = argparse.ArgumentParser(add_help=False)
+    add_train_args(defaults)
+    own = {"join", "node_rank", "rdzv_endpoint", "rdzv_timeout", "log_every", "nproc", "nnodes"}
+    return [f"--{dest.replace('_', '-')}" for dest, value in vars(defaults.parse_args([])).items()
+            if dest not in own and getattr(args, dest, value) != value]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import jobs
     from .store import Store
 
+    from .distributed import check_launch, same_processes
+
     store = Store(args.data_dir)
+    if args.join is not None:  # another machine's run: this one only adds its processes
+        from .jobs.train import join_training
+        ignored = _ignored_by_join(args)
+        if ignored:  # the run's own settings apply: silently dropping these would mislead
+            raise ValueError(f"join: {', '.join(ignored)} cannot be given with --join (the run keeps the settings "
+                             f"node 0 started it with); give only --node-rank, --rdzv-endpoint and --data-dir")
+        same_processes(store.run(args.join).params, args.nproc, args.nnodes)
+        code = join_training(store, args.join, args.node_rank, args.rdzv_endpoint, args.rdzv_timeout, args.log_every)
+        print(f"machine {args.node_rank} of run {args.join}: " + ("finished" if code == 0 else
+              f"torchrun ended with status {code} (node 0's log says why)"), file=sys.stderr)
+        return 0 if code == 0 else 1
     if args.resume is not None:
         if store.run(args.resume).kind != "train":  # before prepare_resume queues it again
             raise ValueError(f"run {args.resume} is a {store.run(args.resume).kind} run, not a training run")
+        same_processes(store.run(args.resume).params, args.nproc, args.nnodes)
+        check_launch(int(store.run(args.resume).params.get("nnodes", 1)), args.node_rank, args.rdzv_endpoint, False)
         jobs.prepare_resume(store, args.resume)
         run_id = args.resume
     else:
+        check_launch(args.nnodes or 1, args.node_rank, args.rdzv_endpoint, joining=False)
         settings = jobs.training_settings(
             store, base=args.model, iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience,
             freeze_backbone=args.freeze_backbone, backbone_lr=args.backbone_lr, tile_crops=args.tile_crops,
             keep_start=args.keep_start, train_split=args.split, device=args.device, name=args.name,
-            seed=args.seed)
+            seed=args.seed, nproc=args.nproc or 1, nnodes=args.nnodes or 1)
         run_id = jobs.create_training_run(store, settings)
     print(f"run {run_id}", file=sys.stderr)
-    run = jobs.run_training(store, run_id, log_every=args.log_every)
+    run = jobs.run_training(store, run_id, log_every=args.log_every, rdzv_endpoint=args.rdzv_endpoint,
+                            rdzv_timeout=args.rdzv_timeout)
     summary = {"run_id": run_id, "status": run.status, "iteration": run.iteration,
                "checkpoint_iteration": run.checkpoint_iteration, "seconds": run.metrics.get("seconds"),
                "base": run.params["base_label"], "before": run.metrics.get("before"),
@@ -239,7 +279,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"run {run_id} {run.status} at iteration {run.iteration} (checkpoint "
               f"{run.checkpoint_iteration}); continue with: train --resume {run_id}")
-    return 0
+    return 0 if run.status in ("done", "stopped") else 1  # interrupted (a process of several ended)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -360,8 +400,10 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
 
 
 def add_track_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("video", help="a video file, or 'demo' for the demo video (it has ground truth)")
-    p.add_argument("--out", required=True, help="annotated H.264 MP4 to write")
+    p.add_argument("video", help="a video file, 'demo' for the demo video (it has ground truth), or a live stream: "
+                                 "rtsp://, http(s)://, udp://, srt:// URL, /dev/video* camera or named pipe")
+    p.add_argument("--out", required=True, help="annotated H.264 MP4 to write; for a live stream, a folder for its "
+                                                "MP4 segments")
     _model_args(p)
     p.add_argument("--gt", help="MOTChallenge ground truth for VIDEO: prints MOTA and IDF1")
     p.add_argument("--mot", help="also write the tracks as MOTChallenge text")
@@ -372,9 +414,29 @@ def add_track_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hit-counter-max", type=_positive_int, default=None,
                    help="frames a lost track survives (default 30)")
     p.add_argument("--initialization-delay", type=_count, default=None, help="frames before a new id (default 3)")
+    p.add_argument("--low-score-threshold", type=_fraction, default=None,
+                   help="detections from this score up to --score-threshold only extend tracks left unmatched "
+                        "(ByteTrack's second association; default 0.1, 0 = off)")
+    p.add_argument("--reid-distance-threshold", type=_fraction, default=None,
+                   help="a new track that looks like one lost nearby (colour histogram distance 0-1 at most this) "
+                        "takes its id (Norfair's ReID; default 0.4, 0 = off)")
+    p.add_argument("--reid-hit-counter-max", type=_positive_int, default=None,
+                   help="frames a lost track can still be re-identified (default 50)")
     p.add_argument("--detect-every", type=_positive_int, default=None, help="detect every k-th frame (default 3)")
     p.add_argument("--batch-size", type=_batch, default=None, help="frames per detector batch (default 4)")
     _tiles_arg(p)
+    from .cli_live import add_live_options
+
+    add_live_options(p)
+    from .cli_checks import counting_line, counting_zone
+
+    p.add_argument("--line", action="append", type=counting_line, metavar="[NAME=]X1,Y1,X2,Y2",
+                   help="a counting line in pixels (repeatable): crossings each way, forward = from its left to its "
+                        "right looking from X1,Y1 to X2,Y2. Lines and zones given are saved with the video; none "
+                        "given: the video's saved ones")
+    p.add_argument("--zone", action="append", type=counting_zone, metavar="[NAME=]X,Y,X,Y,X,Y,...",
+                   help="a counting zone, a polygon's corners in order in pixels (repeatable): cows inside per "
+                        "frame and each cow's time inside")
 
 
 def _track_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -389,7 +451,12 @@ def _track_config(args: argparse.Namespace) -> dict[str, Any]:
         "score_threshold": args.score_threshold, "distance": args.distance,
         "distance_threshold": args.distance_threshold, "hit_counter_max": args.hit_counter_max,
         "initialization_delay": args.initialization_delay, "detect_every": args.detect_every,
-        "batch_size": args.batch_size, "tiles": tiles}.items() if v is not None and v != getattr(defaults, k)}
+        "batch_size": args.batch_size, "tiles": tiles, "reid_hit_counter_max": args.reid_hit_counter_max,
+    }.items() if v is not None and v != getattr(defaults, k)}
+    for name in ("low_score_threshold", "reid_distance_threshold"):  # 0 turns it off: None in TrackConfig
+        given = getattr(args, name)
+        if given is not None and (given or None) != getattr(defaults, name):
+            config[name] = given or None
     jobs.check_track_config(config)
     return config
 
@@ -417,7 +484,11 @@ def _track_request(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from .models import resolve
     from .store import Store
 
+    from .geometry import check_geometry, geometry_to_dict, named
+
     config = _track_config(args)
+    lines, zones = named(args.line or [], args.zone or [])
+    geometry = geometry_to_dict(lines, zones) if lines or zones else None  # None: the video's saved ones
     outputs = ((args.out, "--out"), (args.mot, "--mot"), (args.csv, "--csv"))
     for target, option in outputs:
         if target:
@@ -429,14 +500,24 @@ def _track_request(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.video != "demo":  # a grid too fine for the frames, or frames too large, store nothing
         info = _probe_video_file(args.video)
         jobs.check_track_config(config, info.width, info.height)
+        check_geometry(lines, zones, info.width, info.height)
     video_id = _stored_video_id(store, args.video, gt_text)
-    return store, jobs.tracking_settings(store, video_id, model=args.model, device=args.device, **config)
+    settings = jobs.tracking_settings(store, video_id, model=args.model, device=args.device, geometry=geometry,
+                                      **config)
+    if geometry is not None:  # kept with the video: a re-run with other tracker settings counts on them
+        store.set_video_geometry(video_id, geometry)
+    return store, settings
 
 
 def cmd_track(args: argparse.Namespace) -> int:
     import shutil
 
     from . import jobs
+    from .live import is_live_source
+
+    if is_live_source(args.video):
+        from .cli_live import cmd_track_live
+        return cmd_track_live(args)
 
     store, settings = _track_request(args)
     run_id = jobs.create_tracking_run(store, settings)
@@ -466,13 +547,22 @@ def _print_track_report(args: argparse.Namespace, run: Any, settings: dict[str, 
                                     "id_switches": metrics["mot"]["id_switches"],
                                     "fragmentations": metrics["mot"]["fragmentations"]} if "mot" in metrics else {}),
               # frames where tracking broke, worth labeling: import-video VIDEO --from-run RUN_ID adds them
-              "to_label": metrics.get("to_label", [])}
+              "to_label": metrics.get("to_label", []),
+              # counting lines (crossings each way) and zones (most inside at once, each track's seconds inside)
+              **{key: metrics.get("counts", {}).get(key, []) for key in ("lines", "zones")}}
     if args.json:
         _print_json(report)
         return
     print(f"{report['frames']} frames at {report['fps']:.1f} fps: {report['unique_cows']} cows tracked "
           f"(at most {report['max_cows_in_frame']} at once); wrote {args.out}"
           + (f"; MOTA {report['mota']:.3f}, IDF1 {report['idf1']:.3f}" if "mota" in report else ""))
+    for line in report["lines"]:
+        (x1, y1), (x2, y2) = line["points"]
+        print(f"line {line['name']} ({x1:g},{y1:g} -> {x2:g},{y2:g}): {line['forward']} forward, "
+              f"{line['backward']} backward")
+    for zone in report["zones"]:
+        dwell = ", ".join(f"#{d['track_id']} {d['seconds']:.1f} s" for d in zone["dwell"]) or "nobody"
+        print(f"zone {zone['name']}: at most {zone['max_inside']} inside at once; time inside: {dwell}")
     if report["to_label"]:
         print(f"{len(report['to_label'])} frames worth labeling (where tracking broke): "
               f"python -m cowdetect import-video {args.video} --from-run {run.id}")
@@ -735,6 +825,8 @@ COMMANDS: list[tuple[str, str, ArgAdder | None, Handler]] = [
     ("export-coco", "write the labeled images as a COCO instances JSON", add_export_coco_args, cmd_export_coco),
     ("export-yolo", "write the labeled images as an Ultralytics YOLO dataset (data.yaml, images/, labels/)",
      add_export_yolo_args, cmd_export_yolo),
+    ("export-model", "write a model as one ONNX file for edge devices (RGB image in, xyxy pixel boxes out)",
+     cli_export.add_export_model_args, cli_export.cmd_export_model),
     ("models", "list stored model versions and the labeling effort of their suggestions", None, cmd_models),
     ("runs", "list training and tracking runs: id, kind, status, progress, checkpoint_iteration", None, cmd_runs),
     ("worker", "run one queued job (the app starts these in the background)", add_worker_args, cmd_worker),

@@ -13,7 +13,7 @@ import pickle
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence, overload
+from typing import TYPE_CHECKING, Any, Callable, Sequence, overload
 
 import torch
 
@@ -25,7 +25,9 @@ from .draw import draw_detections
 from .engine import TrainCallback, predict_tensors, train_loop
 from .files import atomic_write
 from .images import ImageSource, load_image
-from .metrics import EvalResult, evaluate_detections
+
+if TYPE_CHECKING:  # torchmetrics (and scipy.signal under it) cost ~2 s to import: only evaluate() needs them
+    from .metrics import EvalResult
 
 CHECKPOINT_FORMAT = "cowdetect-checkpoint"
 # Why the CPU default is chosen (said by DetectorBox.pretrained, the app and the CLI).
@@ -324,6 +326,8 @@ class DetectorBox:
         """
         if not len(dataset):
             raise ValueError(f"dataset {dataset.name!r}: no images to evaluate on")
+        from .metrics import evaluate_detections  # lazily: see the import at the top
+
         preds = predictions if predictions is not None else self.predict_dataset(dataset, batch_size, tiles=tiles)
         return evaluate_detections(preds, [s.boxes for s in dataset], [s.image_id for s in dataset],
                                    backend=backend, iou_threshold=iou_threshold, score_threshold=score_threshold)

@@ -30,6 +30,7 @@ import contextlib
 import ctypes
 import datetime
 import errno
+import ipaddress
 import os
 import signal
 import socket
@@ -51,6 +52,10 @@ REACH_SECONDS = 10.0
 # Collectives wait this long for a slow rank (rank 0 validating while the others wait) before failing.
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
 ROOT = Path(__file__).resolve().parents[1]
+# CPU ranks allowed per core: a rehearsal of a larger launch, not a way to fill the memory.
+CPU_PROCESSES_PER_CORE = 4
+# The owner's pid, passed to its ranks: a rank trains only a run that this owner holds.
+OWNER_ENV = "COWDETECT_OWNER_PID"
 
 
 @dataclass(frozen=True)
@@ -128,9 +133,52 @@ def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str,
 def peer_lost(exc: BaseException) -> bool:
     """True when ``exc`` is a collective that failed because another rank is gone (killed, its
     machine lost): torch's DistError (NCCL), or gloo's plain RuntimeError from its transport
-    ("[.../gloo/transport/tcp/pair.cc] Connection closed by peer", checked on torch 2.14)."""
+    ("[.../gloo/transport/tcp/pair.cc] Connection closed by peer", checked on torch 2.14). A gloo
+    timeout comes from the same transport but means a peer was too slow, not gone (:func:`timed_out`)."""
+    if timed_out(exc):
+        return False
     return isinstance(exc, torch.distributed.DistError) or (isinstance(exc, RuntimeError)
                                                             and "gloo/transport" in str(exc))
+
+
+def timed_out(exc: BaseException) -> bool:
+    """True when a collective gave up waiting (COLLECTIVE_TIMEOUT) for a rank that is still there,
+    e.g. the others waiting while rank 0 validates ("Timed out waiting 1800000ms for recv")."""
+    return isinstance(exc, (RuntimeError, torch.distributed.DistError)) and "timed out" in str(exc).lower()
+
+
+# What the ranks compare before training (:func:`same_start`): each is an int63, over every rank.
+FINGERPRINT = ("run", "start iteration", "train images", "train labels")
+
+
+def fingerprint(run_id: int, start_iteration: int, train_images: int, train_hash: str) -> list[int]:
+    """What every rank must agree on before it trains: the run, the iteration it starts from (its
+    checkpoint), the train split's size and :func:`cowdetect.store.hash_dataset` of it (image ids and
+    boxes; its first 15 hex digits, so that it fits an int64)."""
+    return [run_id, start_iteration, train_images, int(train_hash[:15], 16)]
+
+
+def check_same_start(mine: Sequence[int], lowest: Sequence[int], highest: Sequence[int]) -> None:
+    """Refuse ranks that loaded different things (``lowest``/``highest``: each fingerprint field's
+    MIN and MAX over the ranks): a stale copy of the data folder on another machine would train on
+    other shards, another lr schedule, or loops of another length, silently."""
+    if lowest[0] != highest[0]:
+        raise ValueError(f"join: the machines at this endpoint were started for runs {lowest[0]} and "
+                         f"{highest[0]} (this one: {mine[0]}); every machine must --join the run node 0 started")
+    differ = [f"{name} {lo} vs {hi}" if name != "train labels" else name
+              for name, lo, hi in zip(FINGERPRINT[1:], lowest[1:], highest[1:]) if lo != hi]
+    if differ:
+        raise ValueError(f"join: the machines' data folders differ for run {mine[0]} ({'; '.join(differ)}); copy "
+                         f"node 0's data folder to the others again after 'run {mine[0]}' is printed, then resume")
+
+
+def same_start(mine: Sequence[int], device: torch.device) -> None:
+    """Every rank loaded the same :func:`fingerprint`, or ValueError on all of them. MIN and MAX by
+    all_reduce of integers: no pickled object from a peer is ever read (all_gather_object would)."""
+    values = torch.tensor([*mine, *(-v for v in mine)], dtype=torch.int64, device=device)
+    torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.MAX)
+    n = len(mine)
+    check_same_start(mine, [-int(v) for v in values[n:]], [int(v) for v in values[:n]])
 
 
 @contextlib.contextmanager
@@ -166,6 +214,11 @@ def check_processes(nproc: Any, nnodes: Any, device: torch.device, batch_size: i
     for name, value in (("nproc", nproc), ("nnodes", nnodes)):
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1024:
             raise ValueError(f"{name}: expected a whole number from 1 to 1024, got {value!r}")
+    if device.type == "cpu" and nproc > CPU_PROCESSES_PER_CORE * cpu_cores():
+        # each rank is a whole torch process (~0.5 GB): 1024 of them would take the machine's memory
+        limit = CPU_PROCESSES_PER_CORE * cpu_cores()
+        raise ValueError(f"nproc: expected 1 to {limit} CPU processes on this machine's {cpu_cores()} cores "
+                         f"(more only rehearse a launch, slower, each a whole torch process), got {nproc}")
     if device.type == "cuda":
         gpus = torch.cuda.device_count()
         if nproc > gpus:
@@ -220,6 +273,9 @@ def check_endpoint(endpoint: Any, node_rank: int, wait: float = REACH_SECONDS) -
     except socket.gaierror as exc:
         raise ValueError(f"rdzv_endpoint: cannot resolve {host!r} ({exc.strerror})") from None
     if node_rank == 0:
+        if ipaddress.ip_address(address[0].split("%")[0]).is_unspecified:  # the join line would name it
+            raise ValueError(f"rdzv_endpoint: {host} is no address the other machines can reach; give this "
+                             f"machine's own (e.g. 10.0.0.5:{port})")
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -289,7 +345,10 @@ def torchrun_command(run_id: int, data_dir: Path, nproc: int, nnodes: int = 1, n
         command.append("--standalone")
     else:
         command += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=static",
-                    f"--rdzv-endpoint={endpoint}", f"--rdzv-id=cowdetect-run-{run_id}",
+                    # one id for every run: a machine that joins another run's id at this endpoint
+                    # then meets node 0 and is refused in one line (same_start), instead of waiting
+                    # rdzv_timeout under a store prefix nobody else uses
+                    f"--rdzv-endpoint={endpoint}", "--rdzv-id=cowdetect",
                     f"--rdzv-conf=timeout={timeout}"]
     return command + ["-m", "cowdetect.distributed", str(run_id), "--data-dir", str(data_dir),
                       "--log-every", str(log_every)]
@@ -304,10 +363,12 @@ def join_command(run_id: int, node_rank: int, endpoint: str, data_dir: Path) -> 
 def run_torchrun(command: Sequence[str], nproc: int) -> int:
     """Run ``command`` (see :func:`torchrun_command`) to its end; returns torchrun's exit status.
 
-    Each rank gets its share of the CPU threads (``OMP_NUM_THREADS``, ``COWDETECT_THREADS``).
+    Each rank gets its share of the CPU threads (``OMP_NUM_THREADS``, ``COWDETECT_THREADS``) and
+    this process's pid (:data:`OWNER_ENV`, :func:`check_owner`). PR_SET_PDEATHSIG follows the
+    calling thread: call this from the thread that lives as long as the run (not a short-lived one).
     Ctrl+C or SIGTERM here lets torchrun stop its ranks (SIGTERM) before this process goes on."""
     threads = str(rank_threads(nproc))
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "COWDETECT_THREADS": threads}
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "COWDETECT_THREADS": threads, OWNER_ENV: str(os.getpid())}
     prctl = _prctl()  # looked up before the fork: the child runs only this call before exec
     proc = subprocess.Popen(list(command), env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
                             preexec_fn=None if prctl is None else lambda: prctl(1, int(signal.SIGTERM)))
@@ -338,6 +399,29 @@ def die_with_parent() -> None:
         prctl(1, int(signal.SIGTERM))
 
 
+def check_owner(run_id: int, status: str, row_pid: int | None, owner: str | None, node_rank: int) -> None:
+    """Refuse a rank that its run's owner did not start (ValueError): started by hand (no
+    :data:`OWNER_ENV`), or on node 0 for a run that is not running under that owner (done, failed,
+    resumed by another owner after this one was lost). A joining machine's copy of the row names
+    node 0's owner, so there only a done run is refused."""
+    if owner is None or not owner.isdigit():
+        raise ValueError(f"run {run_id}: ranks are started by `python -m cowdetect train` (through torchrun), "
+                         "not by hand")
+    if node_rank == 0 and (status != "running" or row_pid != int(owner)):
+        raise ValueError(f"run {run_id} is {status} (owner pid {row_pid}), not running under the process that "
+                         f"started these ranks (pid {owner}); they stop without training")
+    if status == "done":
+        raise ValueError(f"run {run_id} is done; there is nothing to train")
+
+
+def parent_gone(owner: str | None) -> bool:
+    """True when this rank's torchrun ended before :func:`die_with_parent` armed (reparented to init)
+    or the owner is gone: PDEATHSIG set after the parent died never fires."""
+    from .files import pid_alive
+
+    return os.getppid() == 1 or (owner is not None and owner.isdigit() and not pid_alive(int(owner)))
+
+
 # -- the rank's side ------------------------------------------------------------------------------
 
 def start_rank(device_type: str) -> tuple[Ranks, torch.device]:
@@ -362,6 +446,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-every", type=float, default=5.0)
     args = parser.parse_args(argv)
     die_with_parent()
+    owner = os.environ.get(OWNER_ENV)
+    if parent_gone(owner):  # checked after arming: the parent may have died before
+        return 130
     from .jobs.machinery import install_sigterm_handler
     from .jobs.train import run_rank
     from .store import Store
@@ -369,6 +456,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_sigterm_handler()  # torchrun stops ranks with SIGTERM: end as after Ctrl+C
     store = Store(args.data_dir)
     run = store.run(args.run_id)
+    try:
+        check_owner(run.id, run.status, run.pid, owner, int(os.environ.get("GROUP_RANK", "0")))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     store = store.as_user(store.acting_for_run(run.user))  # type: ignore[assignment]
     ranks, device = start_rank(torch.device(run.params["device"]).type)
     try:

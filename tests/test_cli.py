@@ -357,3 +357,97 @@ def test_two_identical_train_commands_never_run_one_run_twice_at_once(job_store_
         assert len(runs) == 2 and len(models) == 2 and codes == [0, 0], ends
         first, second = sorted(runs, key=lambda run: run.started_at)
         assert first.finished_at <= second.started_at, (first, second)
+
+
+def test_track_demo_counts_lines_and_zones_saves_them_and_reuses_them(video_store):
+    """`track demo --line --zone --json`: the counts are the run's own tracks counted again (the hook saw
+    every frame), the lines and zones are kept with the video, and a re-run with other tracker settings
+    and no --line counts on them, reusing the kept detections. (The untrained tiny model's boxes stand
+    still: the zone fills, no cow crosses; real crossings: the pretrained SSD test below.)"""
+    from cowdetect import jobs
+    from cowdetect.counting import Counter, geometry_from_dict, replay
+    from cowdetect.mot import read_mot
+
+    data = video_store.data_dir
+    result = cli("track", "demo", "--out", str(data.parent / "o.mp4"), "--model", "tiny", "--score-threshold", "0.3",
+                 "--detect-every", "3", "--line", "gate=80,0,80,96", "--zone", "0,40,77,40,77,96,0,96", "--json",
+                 data_dir=data)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    (line,), (zone,) = report["lines"], report["zones"]
+    assert line["name"] == "gate" and line["points"] == [[80, 0], [80, 96]] and zone["name"] == "zone1"
+    assert set(line) == {"name", "points", "forward", "backward", "crossings"}
+    assert zone["max_inside"] >= 1 and zone["dwell"] and all(d["seconds"] > 0 for d in zone["dwell"])
+    run = video_store.runs("track")[0]
+    files = jobs.track_outputs(video_store, run.id)
+    # (the zone's edge is off the untrained boxes' grid: the MOT file's 2 decimals must not move a box across it)
+    again = replay(Counter(*geometry_from_dict(run.params["geometry"])), read_mot(files["mot"]), 10.0, 20).summary()
+    assert again["zones"][0]["dwell"] == zone["dwell"] and again["zones"][0]["max_inside"] == zone["max_inside"]
+    assert files["counts"].read_text().splitlines()[0] == "kind,name,event,track_id,frame,time_s"
+    video = video_store.videos()[0]
+    assert video.geometry == run.params["geometry"]
+    rerun = cli("track", "demo", "--out", str(data.parent / "o2.mp4"), "--model", "tiny", "--distance", "centroid",
+                "--score-threshold", "0.3", data_dir=data)
+    assert rerun.returncode == 0, rerun.stderr
+    assert re.search(r"^line gate \(80,0 -> 80,96\): \d+ forward, \d+ backward$", rerun.stdout, re.M)
+    assert re.search(r"^zone zone1: at most \d+ inside at once; time inside: #", rerun.stdout, re.M)
+    latest = video_store.runs("track")[0]
+    assert latest.params["geometry"] == video.geometry
+    summary = latest.metrics["summary"]  # the detection cache: every detected frame read back, none detected again
+    assert summary["reused_frames"] == summary["detected_frames"] > 0, summary
+
+
+def test_track_demo_with_the_pretrained_ssd_counts_the_cows_that_cross(tmp_path):
+    """A real crossing count: the pretrained COCO SSD tracks the demo cows (640x360, 4 s at 10 fps) over a
+    gate three of them walk across (truth: cow 3 backward at frame 12, cows 5 and 2 forward at 18 and 33).
+    The counts are > 0, equal the run's own tracks counted again (replay of its MOT file), and every
+    counted crossing is a true one (same way, within 1 s): a wrong direction, a crossing stamped late or a
+    jitter double count fails. A re-run reads every detection from the cache."""
+    from cowdetect import jobs
+    from cowdetect.counting import Counter, replay
+    from cowdetect.demo import make_demo_video
+    from cowdetect.geometry import Line
+    from cowdetect.mot import read_mot
+    from cowdetect.store import Store
+
+    store = Store(tmp_path / "data")
+    make_demo_video(store, seconds=4.0, fps=10, size=(640, 360))
+    args = ["track", "demo", "--model", "pretrained", "--detect-every", "2", "--line", "gate=480,0,480,360", "--json"]
+    result = cli(*args, "--out", str(tmp_path / "o.mp4"), data_dir=store.data_dir)
+    assert result.returncode == 0, result.stderr
+    (line,) = json.loads(result.stdout)["lines"]
+    assert line["forward"] + line["backward"] > 0, line
+    run, video = store.runs("track")[0], store.videos()[0]
+    gate = Line("gate", 480, 0, 480, 360)
+    mine = replay(Counter([gate]), read_mot(jobs.track_outputs(store, run.id)["mot"]), video.fps, video.frames)
+    assert mine.summary()["lines"][0] == line
+    truth_table = read_mot(video.gt_path)
+    (truth,) = replay(Counter([gate]), truth_table[truth_table["conf"] != 0], video.fps, video.frames).summary()["lines"]
+    assert (truth["forward"], truth["backward"]) == (2, 1)
+    assert line["forward"] <= truth["forward"] and line["backward"] <= truth["backward"], (line, truth)
+    for crossing in line["crossings"]:
+        assert any(t["direction"] == crossing["direction"] and abs(t["frame"] - crossing["frame"]) <= video.fps
+                   for t in truth["crossings"]), (crossing, truth["crossings"])
+    rerun = cli(*args, "--out", str(tmp_path / "o2.mp4"), data_dir=store.data_dir)
+    assert rerun.returncode == 0 and json.loads(rerun.stdout)["lines"] == [line], rerun.stderr
+    summary = store.runs("track")[0].metrics["summary"]
+    assert summary["reused_frames"] == summary["detected_frames"] == 20, summary
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--line", "1,2,3"], "argument --line: line '1,2,3': expected 4 numbers x1,y1,x2,y2, got 3"),
+    (["--line", "5,5,5,5"], "both ends are the same point (5, 5)"),
+    (["--line", "0,0,nan,4"], "expected comma-separated numbers, got 'nan'"),
+    (["--zone", "0,0,10,0,10"], "expected x,y pairs, got 5 numbers"),
+    (["--zone", "0,0,10"], "expected x,y pairs, got 3 numbers"),
+    (["--zone", "0,0,10,10"], "expected at least 3 corners"),
+    (["--zone", "0,0,10,10,10,0,0,10"], "its edges cross (edge 1 and edge 3)"),
+    (["--line", "0,0,170,10"], "line 'line1': point (170, 10) is outside the 160x96 frame"),
+    (["--line", "a=0,0,1,1", "--zone", "a=0,0,9,0,9,9"], "zone 'a': the name is used twice"),
+])
+def test_track_bad_lines_and_zones_are_one_line_and_change_nothing(video_store, extra, message):
+    before = video_store.videos()
+    result = cli("track", "demo", "--out", str(video_store.data_dir.parent / "o.mp4"), "--model", "tiny", *extra,
+                 data_dir=video_store.data_dir)
+    assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert video_store.videos() == before and not video_store.runs("track")

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 import torch
 
+from apprunner import free_port
 from conftest import ROOT, add_tiny_model, wait_for
+from test_cli import cli as run_cli
 from cowdetect import distributed, jobs
-from cowdetect.cli import main
 from cowdetect.demo import make_demo
 from cowdetect.engine import _next_batch
 from cowdetect.store import Store
@@ -30,7 +31,7 @@ from cowdetect.store import Store
 
 def tiny_store(folder: Path) -> Store:
     store = Store(folder)
-    make_demo(store, n_train=6, n_val=2, n_test=2, seed=3, size=(128, 96), video=False)
+    make_demo(store, n_train=6, n_val=1, n_test=1, seed=3, size=(128, 96), video=False)  # 1: evaluations are quick
     add_tiny_model(store, "tiny")  # 128 px: a step takes a fraction of a second
     return store
 
@@ -109,12 +110,6 @@ def answers(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # -- shards: cheap, no processes -------------------------------------------------------------------
 
 @pytest.mark.parametrize("n, world", [(6, 2), (7, 2), (6, 3), (10, 4), (1, 2)])
@@ -126,8 +121,7 @@ def test_epoch_shards_are_disjoint_equal_and_cover_every_sample(n, world):
         every = [i for s in shards for i in s]
         assert set(every) == set(range(n))
         assert len(every) == -(-n // world) * world  # duplicates only to pad to a multiple of world
-        if n % world == 0:
-            assert len(set(every)) == len(every), (epoch, shards)  # disjoint
+        assert len(every) - len(set(every)) == (-n) % world, (epoch, shards)  # disjoint but for the padding
 
 
 def test_one_process_keeps_the_plain_shuffle():
@@ -153,12 +147,9 @@ def test_each_rank_draws_its_own_batches_from_one_epoch():
 # -- bad input: one line each, nothing stored ------------------------------------------------------
 
 def cli(*args: str) -> tuple[int, str]:
-    import contextlib
-    import io
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(list(args))
-    return code, err.getvalue().strip()
+    """tests/test_cli.py's in-process CLI: (status, stderr)."""
+    result = run_cli(*args)
+    return result.returncode, result.stderr.strip()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -295,3 +286,123 @@ def test_train_page_passes_its_process_count_to_the_checks(refusing_store, monke
     next(b for b in at.button if b.label == "Start training").click().run()
     assert "batch_size: expected a multiple of the 3 training processes" in at.error[0].value
     assert refusing_store.runs() == []
+
+
+# -- hostile inputs (cheap: the deciding functions, no processes) -----------------------------------
+
+def test_cpu_processes_are_capped_so_a_huge_nproc_cannot_fill_the_memory():
+    """--nproc 1024 --batch-size 1024 on CPU passed every check and would have started 1024 torch
+    processes (~0.5 GB each). More than 4 per core is refused in one line; a rehearsal of 4 per core
+    is still allowed."""
+    cores = distributed.cpu_cores()
+    allowed = distributed.CPU_PROCESSES_PER_CORE * cores
+    distributed.check_processes(allowed, 1, torch.device("cpu"), allowed)
+    with pytest.raises(ValueError, match=f"nproc: expected 1 to {allowed} CPU processes on this machine's {cores} "
+                                         f"cores .*got {allowed + 1}"):
+        distributed.check_processes(allowed + 1, 1, torch.device("cpu"), allowed + 1)
+
+
+@pytest.mark.parametrize("endpoint", ["0.0.0.0:{port}", "[::]:{port}"])
+def test_node_0_refuses_a_wildcard_endpoint_the_others_cannot_reach(endpoint):
+    """0.0.0.0 binds, so it passed as "this machine's address", and the printed --join line sent the
+    other machines to 0.0.0.0 (themselves)."""
+    with pytest.raises(ValueError, match="is no address the other machines can reach"):
+        distributed.check_endpoint(endpoint.format(port=free_port()), 0)
+
+
+def test_a_non_trainer_cannot_join_and_a_done_run_is_not_joined(ddp_store):
+    """join_training checked no role (the joining ranks train as the run's owner), and joining a done
+    run went on to torchrun, which waits rdzv_timeout (300 s) for a node 0 that never comes."""
+    from cowdetect.accounts import PermissionDenied, User
+    from cowdetect.jobs.train import join_training
+
+    run_id = jobs.create_training_run(ddp_store, jobs.training_settings(ddp_store, base="tiny", batch_size=4,
+                                                                        nnodes=2))
+    admin = ddp_store.as_user(User("ada", "admin"))
+    admin.add_user("ada", "admin", "admin password")
+    admin.add_user("vic", "viewer", "viewer password")
+    with pytest.raises(PermissionDenied, match="vic \\(viewer\\) may not train"):
+        join_training(ddp_store.as_user(admin.account("vic")), run_id, 1, "127.0.0.1:1")
+    ddp_store.update_run(run_id, status="done")
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=f"run {run_id} is done; there is nothing to join"):
+        join_training(ddp_store, run_id, 1, "127.0.0.1:1")
+    assert time.monotonic() - started < 2  # refused at once, not after the endpoint's 10 s
+
+
+def test_a_join_with_another_runs_id_meets_node_0_and_is_refused():
+    """A machine that joined run 8 at run 7's endpoint used rendezvous id cowdetect-run-8: its keys
+    went under a prefix node 0 never reads, so both machines waited rdzv_timeout (300 s) and node 0's
+    run ended "interrupted" with no reason. Now every run meets under one id and the ranks compare
+    run ids first (same_run), before anything is written."""
+    seven = distributed.torchrun_command(7, Path("/d"), 1, 2, 0, "127.0.0.1:29500")
+    eight = distributed.torchrun_command(8, Path("/d"), 1, 2, 1, "127.0.0.1:29500")
+    rdzv_id = [a for a in seven if a.startswith("--rdzv-id")]
+    assert rdzv_id == [a for a in eight if a.startswith("--rdzv-id")] and len(rdzv_id) == 1
+    same = distributed.fingerprint(7, 0, 6, "ab" * 8)
+    distributed.check_same_start(same, same, same)
+    other = distributed.fingerprint(8, 0, 6, "ab" * 8)
+    with pytest.raises(ValueError, match="join: the machines at this endpoint were started for runs 7 and 8 "
+                                         "\\(this one: 8\\); every machine must --join the run node 0 started"):
+        distributed.check_same_start(other, same, other)
+
+
+# -- review fixes (cheap: the deciding functions, no processes) --------------------------------------
+
+def test_ranks_with_a_stale_data_folder_copy_are_refused_with_what_differs():
+    """Node 1's copy made before a checkpoint or before new labels: the ranks would start at other
+    iterations or shard other images, silently. MIN/MAX over the ranks name what differs."""
+    node0 = distributed.fingerprint(7, 4, 6, "0123456789abcdef")
+    node1 = distributed.fingerprint(7, 0, 5, "fedcba9876543210")
+    assert all(0 <= v < 2 ** 63 for v in node0 + node1)  # fits the int64 all_reduce
+    lowest, highest = [min(a, b) for a, b in zip(node0, node1)], [max(a, b) for a, b in zip(node0, node1)]
+    with pytest.raises(ValueError, match="data folders differ for run 7 \\(start iteration 0 vs 4; train images 5 "
+                                         "vs 6; train labels\\); copy node 0's data folder .* after 'run 7'"):
+        distributed.check_same_start(node1, lowest, highest)
+    relabeled = distributed.fingerprint(7, 4, 6, "1123456789abcdef")  # same count, other boxes
+    with pytest.raises(ValueError, match="differ for run 7 \\(train labels\\)"):
+        distributed.check_same_start(node0, [min(a, b) for a, b in zip(node0, relabeled)],
+                                     [max(a, b) for a, b in zip(node0, relabeled)])
+
+
+def test_how_a_run_on_several_processes_ended_is_classified():
+    """No step done → failed (a resume would fail the same way); steps done → interrupted, resumed
+    from the checkpoint, or "from the start" when there is none; a gloo timeout is no lost peer."""
+    status, message = jobs.train.ending(1, 4, 4, 4)
+    assert status == "failed" and "ended before the first step (torchrun exit status 1)" in message
+    assert jobs.train.ending(1, 0, 3, 2) == ("interrupted", "a training process ended unexpectedly (torchrun exit "
+                                                           "status 1); resume continues from the checkpoint at "
+                                                           "iteration 2")
+    assert jobs.train.ending(-9, 0, 1, 0)[1].endswith("resume continues from the start (no checkpoint yet)")
+    timeout = RuntimeError("[../third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting "
+                           "1800000ms for recv operation to complete")
+    assert distributed.timed_out(timeout) and not distributed.peer_lost(timeout)
+
+
+def test_a_rank_trains_only_for_the_owner_that_started_it():
+    """A rank started by hand, for a done run, or after another owner took the run over (its pid
+    in the row) refuses; a joining machine's copy names node 0's owner, so only "done" counts there."""
+    with pytest.raises(ValueError, match="ranks are started by `python -m cowdetect train`"):
+        distributed.check_owner(3, "running", 100, None, 0)
+    with pytest.raises(ValueError, match="run 3 is running \\(owner pid 200\\), not running under the process that "
+                                         "started these ranks \\(pid 100\\)"):
+        distributed.check_owner(3, "running", 200, "100", 0)
+    with pytest.raises(ValueError, match="run 3 is done"):
+        distributed.check_owner(3, "done", 100, "100", 0)
+    with pytest.raises(ValueError, match="run 3 is done; there is nothing to train"):
+        distributed.check_owner(3, "done", 555, "100", 1)
+    distributed.check_owner(3, "running", 100, "100", 0)
+    distributed.check_owner(3, "running", 555, "100", 1)  # node 1: the row names node 0's owner
+    assert not distributed.parent_gone(str(os.getpid()))  # this test's parent lives, and so do we
+    assert distributed.parent_gone(str(2 ** 22 + 1))  # above pid_max's default: no such process
+
+
+def test_join_refuses_training_options_it_would_ignore(ddp_store):
+    run_id = jobs.create_training_run(ddp_store, jobs.training_settings(ddp_store, base="tiny", batch_size=4,
+                                                                        nnodes=2))
+    code, err = cli("train", "--join", str(run_id), "--node-rank", "1", "--rdzv-endpoint", "127.0.0.1:1",
+                    "--iterations", "9", "--lr", "0.1", "--model", "tiny", "--data-dir", str(ddp_store.data_dir))
+    assert code == 2 and err == ("error: join: --model, --iterations, --lr cannot be given with --join (the run keeps "
+                                 "the settings node 0 started it with); give only --node-rank, --rdzv-endpoint and "
+                                 "--data-dir")
+    assert ddp_store.run(run_id).status == "queued" and ddp_store.run(run_id).params["config"]["iterations"] != 9

@@ -27,7 +27,7 @@ Log = Callable[[str], None]
 # Each kind's job function, imported when a job of that kind runs (tracking pulls in Norfair).
 RUNNERS = {"train": "cowdetect.jobs.train:run_training", "track": "cowdetect.jobs.track:run_tracking",
            "evaluate": "cowdetect.jobs.evaluate:run_evaluation", "prelabel": "cowdetect.jobs.prelabel:run_prelabel",
-           "frames": "cowdetect.jobs.frames:run_frames"}
+           "frames": "cowdetect.jobs.frames:run_frames", "live": "cowdetect.jobs.live:run_live"}
 # How often a waiting job looks whether its device is free.
 POLL_SECONDS = 0.5
 

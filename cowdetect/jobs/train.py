@@ -8,6 +8,7 @@ foreground) as the named steps of :class:`TrainingJob`.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from .. import distributed, models
+from ..accounts import run_action
 from ..config import RUN_DEFAULTS, TrainConfig, from_dict, to_dict
 from ..data import LabeledDataset
 from ..detector import DetectorBox, read_checkpoint_meta, resolve_device
@@ -157,17 +159,32 @@ def train_on_ranks(store: Store, run: RunRecord, log: Log, log_every: float, end
     warning = distributed.oversubscribed(nproc, resolve_device(run.params["device"]))
     if warning:
         log(f"run {run.id}: {warning}")
+    start_at = run.checkpoint_iteration if run.checkpoint else 0
+    store.update_run(run.id, iteration=start_at)  # rank 0 writes past it once a step is done
     code = distributed.run_torchrun(distributed.torchrun_command(run.id, store.data_dir, nproc, nnodes, 0, endpoint,
                                                                  timeout, log_every), nproc)
     after = store.run(run.id)
     if after.status == "failed":
         raise RuntimeError(after.error or f"torchrun ended with status {code}")
     if after.status in ACTIVE:
-        message = (f"a training process ended unexpectedly (torchrun exit status {code}); resume continues "
-                   f"from the checkpoint at iteration {after.checkpoint_iteration}")
-        store.update_run(run.id, status="interrupted", error=message, finished_at=now())
+        status, message = ending(code, start_at, after.iteration, after.checkpoint_iteration)
+        store.update_run(run.id, status=status, error=message, finished_at=now())
+        if status == "failed":
+            raise RuntimeError(message)
         log(f"run {run.id}: {message}")
     return store.run(run.id)
+
+
+def ending(code: int, start_at: int, reached: int, checkpoint: int) -> tuple[str, str]:
+    """How a run on several processes ended when torchrun returned before rank 0 wrote the end:
+    (status, message). No step done → failed (the processes could not start, and a resume would fail
+    the same way); else interrupted (a process killed, a machine lost), resumed from the checkpoint."""
+    if reached <= start_at:
+        return "failed", (f"the training processes ended before the first step (torchrun exit status {code}); "
+                          "the log above (the worker log for a queued run) has each process's error")
+    where = f"the checkpoint at iteration {checkpoint}" if checkpoint else "the start (no checkpoint yet)"
+    return "interrupted", (f"a training process ended unexpectedly (torchrun exit status {code}); resume "
+                           f"continues from {where}")
 
 
 def join_training(store: Store, run_id: int, node_rank: int, endpoint: str | None,
@@ -177,8 +194,11 @@ def join_training(store: Store, run_id: int, node_rank: int, endpoint: str | Non
     The data folder must hold the run and its data (a shared folder, or a copy made after the run
     was started; a resume needs its checkpoints too)."""
     run = store.run(run_id)
+    store.require(run_action("train"))  # its processes train the run as the run's owner
     if run.kind != "train":
         raise ValueError(f"run {run_id} is a {run.kind} run, not a training run")
+    if run.status == "done":  # nothing would host it: torchrun would wait rdzv_timeout for node 0
+        raise ValueError(f"run {run_id} is done; there is nothing to join (start a new run to go further)")
     nnodes = int(run.params.get("nnodes", 1))
     if nnodes < 2:
         raise ValueError(f"run {run_id} trains on one machine: there is nothing to join")
@@ -194,11 +214,16 @@ def join_training(store: Store, run_id: int, node_rank: int, endpoint: str | Non
 
 def run_rank(store: Store, run_id: int, ranks: Ranks, device: torch.device, log_every: float = 5.0) -> None:
     """One rank of a run on several processes (:func:`cowdetect.distributed.main`; the owner took the
-    run and its device). Rank 0 runs the whole job; the others only train, and write nothing but
-    their own error. A rank stopped by torchrun, or whose peer is gone (a failed collective), writes
-    nothing: the owner marks the run interrupted."""
+    run and its device). Every rank first checks that all loaded the same run, checkpoint and train
+    split (:func:`cowdetect.distributed.same_start`). Rank 0 runs the whole job and alone writes;
+    the others only train and print their own error. A rank stopped by torchrun, or whose peer is
+    gone (a failed collective), writes nothing: the owner decides how the run ended (:func:`ending`)."""
     run = store.run(run_id)
-    try:
+    train_set = store.dataset(run.params["train_split"])
+    start_at = run.checkpoint_iteration if run.checkpoint else 0
+    try:  # before any write: a rank of another run, or of a stale copy, must not touch this row
+        distributed.same_start(distributed.fingerprint(run_id, start_at, len(train_set), hash_dataset(train_set)),
+                               device)
         job = TrainingJob(store, run, stderr_log if ranks.main else _quiet, log_every, ranks, device)
         if ranks.main:
             job.run()
@@ -207,8 +232,13 @@ def run_rank(store: Store, run_id: int, ranks: Ranks, device: torch.device, log_
     except Exception as exc:
         if distributed.peer_lost(exc):
             raise
-        if store.run(run_id).status in ACTIVE:  # the first error is the one to read
-            fail(store, run_id, str(exc) if ranks.main else f"process {ranks.rank}: {exc}")
+        message = (f"a process waited longer than {distributed.COLLECTIVE_TIMEOUT} for the others (rank 0 "
+                   f"validating or evaluating a large split?): {exc}") if distributed.timed_out(exc) else str(exc)
+        # only rank 0 writes: another machine's rank would write its own copy of the folder, unread
+        if ranks.main and store.run(run_id).status in ACTIVE:  # the first error is the one to read
+            fail(store, run_id, message)
+        elif not ranks.main:
+            print(f"process {ranks.rank}: error: {message}", file=sys.stderr, flush=True)
         raise
 
 
