@@ -197,3 +197,13 @@ def run_with_switch(store: Store) -> tuple[int, "pd.DataFrame"]:
     store.update_run(run_id, status="done", iteration=int(video.frames))
     store.update_run(run_id, metrics={"to_label": jobs.find_frames_to_label(store, run_id)})
     return run_id, rows
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The suite runs on two pytest-xdist workers (pytest.ini: --dist loadgroup). Each file stays on one
+    worker, in order, with its module fixtures built once; the browser files all share one worker, one
+    after another: each drives a Streamlit server, chromium and often a job worker, and two at once on
+    two cores made Playwright's waits time out."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("browser" if name.startswith("test_browser") else name))
