@@ -160,22 +160,10 @@ def session_secret(data_dir: str | Path) -> bytes:
 
 
 def write_private(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically with owner-only permissions (0600) from the start.
+    """Write ``text`` to ``path`` atomically with owner-only permissions (0600) from the start."""
+    from .files import atomic_write
 
-    Not :func:`cowdetect.files.atomic_write`: that one gives the file the usual 0666-less-umask
-    permissions before the rename, so a secret (a stream's password) would be readable by others
-    for a moment. mkstemp files are 0600; the rename keeps that."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), private=True)
 
 
 def source_key(data_dir: str | Path, secret_text: str) -> str:

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Callable
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], None], private: bool = False) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
-    The file gets the usual permissions (0666 less the umask), not mkstemp's 0600. On error
-    the temporary file is removed and ``path`` is untouched.
+    The file gets the usual permissions (0666 less the umask), not mkstemp's 0600 — unless
+    ``private``: then it stays owner-only from its first byte (a secret, such as a stream's password,
+    is never readable by others, not even for a moment). On error the temporary file is removed
+    and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,9 +26,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        if not private:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
