@@ -1,41 +1,10 @@
 """Models: the trained versions; set one active, rename or delete; the labeling effort each saved;
 any model as one ONNX file for edge devices."""
 
-import re
-
 import streamlit as st
 
 import ui
 from cowdetect.accounts import PermissionDenied
-from cowdetect.export import onnx_bytes
-from cowdetect.weights import WeightsUnavailableError
-
-
-def export_section() -> None:
-    """Prepare an ONNX export of a chosen model, then offer it for download (nothing is written
-    to disk: the file is built in memory and kept only for this click)."""
-    st.subheader("Export for edge devices")
-    st.caption("One ONNX file: an RGB image of any size in; xyxy pixel boxes, scores and class ids out. Resizing, "
-               "normalisation and NMS are inside, and the file's metadata names the classes. Run it with "
-               "onnxruntime alone (examples/onnx_predict.py) or with cowdetect (--model FILE.onnx).")
-    choices = ui.model_choices(store)
-    e1, e2 = st.columns(2)
-    spec = e1.selectbox("Model to export", list(choices), format_func=choices.get, key="export_spec")
-    if not e1.button("Prepare ONNX file", key="export_onnx", disabled=not store.user.may("manage_models"),
-                     help="needs the trainer role: the file carries the model's weights out of the app"):
-        return
-    try:
-        store.require("manage_models")  # enforced by the store, not only by the disabled button
-        with st.spinner("Exporting (a few seconds)..."):
-            box, label = ui.detector_for(store, spec)
-            data = onnx_bytes(box, source=label)
-    except (ValueError, WeightsUnavailableError, PermissionDenied) as exc:
-        st.error(str(exc))
-        return
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-.") or "model"
-    e2.download_button(f"Download {name}.onnx ({len(data) / 1e6:.1f} MB, {box.architecture}, "
-                       f"{len(box.classes)} classes)", data, f"{name}.onnx", "application/octet-stream",
-                       on_click="ignore", key="export_download")
 
 st.title("Models")
 store = ui.store()
@@ -44,7 +13,7 @@ versions = store.models()
 if not versions:
     st.info("No trained version yet: start one on the Train page.")
     ui.effort_section(store)
-    export_section()
+    ui.export_section(store)
     st.stop()
 st.dataframe(ui.model_table(versions), hide_index=True, width="stretch")
 
@@ -88,4 +57,4 @@ if store.user.may("delete"):
     c3.button("Delete", key=f"delete-{model_id}", disabled=not state["sure"], on_click=act, args=("delete", *args))
 ui.show_flash("models_flash")
 ui.effort_section(store)
-export_section()
+ui.export_section(store)

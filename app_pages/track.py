@@ -12,8 +12,7 @@ from cowdetect.video import VIDEO_SUFFIXES
 st.title("Track")
 store = ui.store()
 if st.radio("Source", ["Stored video", "Live stream"], horizontal=True, key="track_source") == "Live stream":
-    from ui.live import live_section
-    live_section(store)
+    ui.live_section(store)
     st.stop()
 defaults = TrackConfig()
 may_import, may_track = store.user.may("import"), store.user.may("track")

@@ -245,10 +245,11 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"torchrun ended with status {code} (node 0's log says why)"), file=sys.stderr)
         return 0 if code == 0 else 1
     if args.resume is not None:
-        if store.run(args.resume).kind != "train":  # before prepare_resume queues it again
-            raise ValueError(f"run {args.resume} is a {store.run(args.resume).kind} run, not a training run")
-        same_processes(store.run(args.resume).params, args.nproc, args.nnodes)
-        check_launch(int(store.run(args.resume).params.get("nnodes", 1)), args.node_rank, args.rdzv_endpoint, False)
+        resumed = store.run(args.resume)
+        if resumed.kind != "train":  # before prepare_resume queues it again
+            raise ValueError(f"run {args.resume} is a {resumed.kind} run, not a training run")
+        same_processes(resumed.params, args.nproc, args.nnodes)
+        check_launch(int(resumed.params.get("nnodes", 1)), args.node_rank, args.rdzv_endpoint, False)
         jobs.prepare_resume(store, args.resume)
         run_id = args.resume
     else:

@@ -168,10 +168,10 @@ def named(lines: Sequence[Line], zones: Sequence[Zone]) -> tuple[tuple[Line, ...
             tuple(zone if zone.name else Zone(f"zone{i}", zone.points) for i, zone in enumerate(zones, 1)))
 
 
-def check_geometry(lines: Sequence[Line], zones: Sequence[Zone], width: int, height: int) -> None:
+def check_geometry(lines: Sequence[Line], zones: Sequence[Zone], width: int | None, height: int | None) -> None:
     """Check named lines and zones against a ``width`` × ``height`` frame: every point inside it
-    (edges included), each line two distinct points, each zone a simple polygon with area, names
-    given and not used twice.
+    (edges included; with the size unknown — None — only that no coordinate is negative), each line
+    two distinct points, each zone a simple polygon with area, names given and not used twice.
 
     Raises:
         ValueError: one line, naming the line or zone and what is wrong.
@@ -189,9 +189,9 @@ def check_geometry(lines: Sequence[Line], zones: Sequence[Zone], width: int, hei
         for x, y in points:
             if not (math.isfinite(x) and math.isfinite(y)):
                 raise ValueError(f"{kind} {shape.name!r}: expected finite numbers, got ({x}, {y})")
-            if not (0 <= x <= width and 0 <= y <= height):
-                raise ValueError(f"{kind} {shape.name!r}: point ({x:g}, {y:g}) is outside the {width}x{height} "
-                                 f"frame")
+            if x < 0 or y < 0 or (width and x > width) or (height and y > height):
+                frame = f"the {width}x{height} frame" if width and height else "the frame (coordinates start at 0)"
+                raise ValueError(f"{kind} {shape.name!r}: point ({x:g}, {y:g}) is outside {frame}")
         _check_line(shape) if kind == "line" else _check_zone(shape)
 
 

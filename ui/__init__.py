@@ -28,8 +28,9 @@ from .canvas import NEW_COLOR, SAVED_COLOR, SUGGESTED_COLOR, boxes_to_objects, c
 from .counting import counting_results, geometry_editor
 from .editor import NEWS, LabelEditor, box_iou
 from .images import image_uri, labeled_thumbnail, thumbnail, thumbnail_uri
-from .models import (active_model_note, detector_for, detectron2_id, effort_section, effort_table, latest_result,
-                     model_choices, worst_first)
+from .live import live_section
+from .models import (active_model_note, detector_for, detectron2_id, effort_section, effort_table, export_section,
+                     latest_result, model_choices, worst_first)
 from .prelabel import prelabel_panel
 from .video_frames import frames_from_video
 from .runs import (compare_tracks, follow_run, launch, loss_charts, progress_bar, resume_run, run_picker,
@@ -43,8 +44,8 @@ from .zoom import MOVES, Viewport, overview, view_image
 __all__ = [
     "account_sidebar", "active_model_note", "activity_table", "backup_note", "base_store", "box_iou",
     "boxes_to_objects", "canvas_boxes", "canvas_size", "coco_images", "compare_tracks", "comparison_table", "counting_results", "data_dir",
-    "detector_for", "detectron2_id", "effort_section", "effort_table", "flash", "follow_run", "frames_from_video", "geometry_editor",
-    "image_uri", "import_report", "labeled_thumbnail", "LabelEditor", "latest_result", "launch", "login_form",
+    "detector_for", "detectron2_id", "effort_section", "effort_table", "export_section", "flash", "follow_run", "frames_from_video", "geometry_editor",
+    "image_uri", "import_report", "live_section", "labeled_thumbnail", "LabelEditor", "latest_result", "launch", "login_form",
     "loss_charts", "model_choices", "model_picker", "model_table", "move_button", "MOVES", "NEW_COLOR", "NEWS",
     "overview", "per_image_table", "pr_curves", "prelabel_panel", "progress_bar", "results_table", "resume_run",
     "run_picker", "SAVED_COLOR", "show_flash", "signed_in", "start_demo_generation", "store", "SUGGESTED_COLOR",

@@ -117,7 +117,7 @@ def _follow(store: Store, run_id: int) -> None:
     if preview.is_file():
         st.image(str(preview), caption="latest annotated frame", width=640)
     _numbers(run)
-    st.caption(f"{len(jobs.live_segments(store, run_id))} complete segments")
+    st.caption(f"{run.metrics.get('segments_total', 0)} complete segments")
 
 
 def live_section(store: Store) -> None:

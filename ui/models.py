@@ -4,17 +4,20 @@ effort its suggestions saved."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import pandas as pd
 import streamlit as st
 
 from cowdetect import DetectorBox
+from cowdetect.accounts import PermissionDenied
 from cowdetect.config import GPU_ARCHITECTURE
 from cowdetect.detector import pretrained_reason, resolve_device
 from cowdetect.models import ARCHITECTURES, ModelRef, resolve
 from cowdetect.store import ResultRecord, Store
 from cowdetect.tiling import tiled_label
+from cowdetect.weights import WeightsUnavailableError
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
@@ -107,3 +110,32 @@ def effort_section(store: Store) -> None:
         st.caption("How the boxes each model suggested were edited before saving: the more left unchanged, the "
                    "less work the model saves you.")
         st.dataframe(effort_table(rows), hide_index=True, width="stretch")
+
+
+def export_section(store: Store) -> None:
+    """Prepare an ONNX export of a chosen model, then offer it for download (nothing is written
+    to disk: the file is built in memory and kept only for this click)."""
+    from cowdetect.export import onnx_bytes  # torch.onnx and onnx load only when this section is drawn
+
+    st.subheader("Export for edge devices")
+    st.caption("One ONNX file: an RGB image of any size in; xyxy pixel boxes, scores and class ids out. Resizing, "
+               "normalisation and NMS are inside, and the file's metadata names the classes. Run it with "
+               "onnxruntime alone (examples/onnx_predict.py) or with cowdetect (--model FILE.onnx).")
+    choices = model_choices(store)
+    e1, e2 = st.columns(2)
+    spec = e1.selectbox("Model to export", list(choices), format_func=choices.get, key="export_spec")
+    if not e1.button("Prepare ONNX file", key="export_onnx", disabled=not store.user.may("manage_models"),
+                     help="needs the trainer role: the file carries the model's weights out of the app"):
+        return
+    try:
+        store.require("manage_models")  # enforced by the store, not only by the disabled button
+        with st.spinner("Exporting (a few seconds)..."):
+            box, label = detector_for(store, spec)
+            data = onnx_bytes(box, source=label)
+    except (ValueError, WeightsUnavailableError, PermissionDenied) as exc:
+        st.error(str(exc))
+        return
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-.") or "model"
+    e2.download_button(f"Download {name}.onnx ({len(data) / 1e6:.1f} MB, {box.architecture}, "
+                       f"{len(box.classes)} classes)", data, f"{name}.onnx", "application/octet-stream",
+                       on_click="ignore", key="export_download")

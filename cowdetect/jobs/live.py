@@ -99,7 +99,7 @@ def live_settings(store: Store, source: str, model: str = "active", device: str 
     if geometry is not None:
         from ..counting import check_geometry, geometry_from_dict
         # names and shapes now, before a run is stored; points against the frame once connected (the worker)
-        check_geometry(*geometry_from_dict(geometry), 1 << 30, 1 << 30)
+        check_geometry(*geometry_from_dict(geometry), None, None)
     track_config = check_track_config({**LIVE_CONFIG, **config})
     dev = resolve_device(device)
     ref = resolve(store, model, dev)
@@ -181,7 +181,11 @@ class _LiveReport:
 
     def metrics(self, stats: Any, summary: dict[str, Any] | None = None) -> dict[str, Any]:
         """The run's metrics now: rolling numbers, segments, counts (and the final summary)."""
-        out: dict[str, Any] = {"live": stats.summary(), "segments": list(self.segments.segments),
+        done = list(self.segments.segments)
+        # while running the row keeps the newest segments and the count (it is rewritten every second and a
+        # day of 10 s segments is 8,640 entries); the final metrics list them all
+        out: dict[str, Any] = {"live": stats.summary(), "segments": done if summary is not None else done[-10:],
+                               "segments_total": len(done),
                                "session": self.session}
         if self.counter is not None:
             whole = self.counter.summary()

@@ -156,7 +156,7 @@ def check_counting(geometry: dict[str, Any], width: int | None, height: int | No
     from ..geometry import check_geometry, geometry_from_dict, geometry_to_dict
 
     lines, zones = geometry_from_dict(geometry)
-    check_geometry(lines, zones, width or 1 << 30, height or 1 << 30)
+    check_geometry(lines, zones, width or None, height or None)
     return geometry_to_dict(lines, zones) if lines or zones else {}
 
 

@@ -112,7 +112,7 @@ class VideosMixin(StoreBase):
             row = conn.execute("SELECT geometry FROM videos WHERE id = ?", (video.id,)).fetchone()
             lines, zones = change(*geometry_from_dict(json.loads(row[0] or "{}")))
             # names always; points against the frame when its size is known
-            check_geometry(lines, zones, video.width or 1 << 30, video.height or 1 << 30)
+            check_geometry(lines, zones, video.width or None, video.height or None)
             names = ", ".join([line.name for line in lines] + [zone.name for zone in zones]) or "none"
             conn.execute("UPDATE videos SET geometry = ? WHERE id = ?",
                          (json.dumps(geometry_to_dict(lines, zones) if lines or zones else {}), video.id))
