@@ -180,6 +180,9 @@ def test_check_geometry_against_the_frame_and_names():
         check_geometry(lines, zones, 320, 240)
     with pytest.raises(ValueError, match="'gate': the name is used twice"):
         check_geometry(lines, [Zone("gate", zones[0].points)], 640, 360)
+    check_geometry(lines, zones, None, None)  # frame size unknown: any point at or past 0 is accepted
+    with pytest.raises(ValueError, match=r"^line 'a': point \(-1, 5\) is outside the frame \(coordinates start at 0\)$"):
+        check_geometry([Line("a", -1, 5, 10, 10)], [], None, None)
 
 
 def test_geometry_dict_round_trip_and_strict_types():
