@@ -199,11 +199,20 @@ def run_with_switch(store: Store) -> tuple[int, "pd.DataFrame"]:
     return run_id, rows
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The suite runs on two pytest-xdist workers (pytest.ini: --dist loadgroup). Each file stays on one
-    worker, in order, with its module fixtures built once; the browser files all share one worker, one
-    after another: each drives a Streamlit server, chromium and often a job worker, and two at once on
-    two cores made Playwright's waits time out."""
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("browser" if name.startswith("test_browser") else name))
+@pytest.fixture(scope="module", autouse=True)
+def one_browser_file_at_a_time(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The suite runs on two pytest-xdist workers, a whole file on one worker in order (pytest.ini:
+    --dist loadfile). A browser file holds a lock shared by the workers while it runs: each drives a
+    Streamlit server, chromium and often a job worker, and two at once on two cores made Playwright's
+    waits time out. (xdist's loadgroup would keep them on one worker, but it ran a file's tests out of
+    order here, and one browser test follows another.)"""
+    if not request.path.name.startswith("test_browser"):
+        yield
+        return
+    import fcntl
+
+    # every worker's basetemp (…/popen-gwN) shares this parent; without xdist it is pytest's own root
+    with open(tmp_path_factory.getbasetemp().parent / "browser-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
