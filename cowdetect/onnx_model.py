@@ -25,9 +25,11 @@ REQUIRED_META = ("architecture", "class_names", "input_size", "score_threshold",
 MAX_CLASS_NAMES = 1000
 
 
-def _session(path: Path, threads: int, providers: Sequence[str] = ("CPUExecutionProvider",)) -> ort.InferenceSession:
+def _session(path: Path, threads: int, providers: Sequence[str] = ("CPUExecutionProvider",),
+             optimize: bool = True) -> ort.InferenceSession:
     """An onnxruntime session on ``path`` with ``threads`` threads; ValueError naming the file when
-    onnxruntime cannot read it (not ONNX, cut off, damaged)."""
+    onnxruntime cannot read it (not ONNX, cut off, damaged). ``optimize=False`` skips onnxruntime's
+    graph optimisation: enough to read the metadata (every resolve of an .onnx spec does), not to run."""
     if not path.is_file():
         raise ValueError(f"weights: no ONNX file at {path}")
     if path.stat().st_size == 0:
@@ -36,6 +38,8 @@ def _session(path: Path, threads: int, providers: Sequence[str] = ("CPUExecution
     options.intra_op_num_threads = threads  # the same count torch uses, so the two compare fairly
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # onnxruntime's own warnings go to stderr; errors become our ValueError
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         return ort.InferenceSession(str(path), options, providers=list(providers))
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
@@ -75,7 +79,7 @@ def read_onnx_meta(path: str | Path) -> dict[str, Any]:
     """The metadata of a cowdetect ONNX export (architecture, class_names, input_size,
     score_threshold, max_detections, source), checked; ValueError naming the file otherwise."""
     path = Path(path)
-    return _metadata(path, _session(path, 1))
+    return _metadata(path, _session(path, 1, optimize=False))
 
 
 class OnnxDetectorBox(DetectorBox):
