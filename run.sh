@@ -4,7 +4,8 @@
 #                           this machine only (http://localhost:8501, no login)
 #   ./run.sh app --network  serve the team on every interface (0.0.0.0), everyone logs in; refuses to start
 #                           until the data folder has an admin (python -m cowdetect users add NAME --role admin)
-#   ./run.sh test           install (with test tools, and chromium when apt-get can), run all tests
+#   ./run.sh test           install (with test tools, Ray when pip can, and chromium when apt-get can), run all
+#                           tests
 # Extra arguments go to streamlit (app) or pytest (test); `-- --data-dir DIR` (or $COWDETECT_DATA_DIR) picks
 # the data folder. PYTHON picks the interpreter; COWDETECT_NO_INSTALL=1 uses .venv as it is (offline servers).
 set -euo pipefail
@@ -24,6 +25,18 @@ setup() {  # $1: requirements file
     .venv/bin/python -m pip install --quiet -r "$1"
     .venv/bin/python -m pip check
     echo "$want" > "$stamp"
+  fi
+}
+
+optional() {  # $1: an optional extra's requirements file; a failed install only skips its tests
+  if [ "${COWDETECT_NO_INSTALL:-}" = 1 ]; then return; fi
+  local stamp=".venv/.installed-$(basename "$1" .txt)"
+  local want; want=$(cat requirements*.txt | sha256sum | cut -c1-16)
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return; fi
+  if .venv/bin/python -m pip install --quiet -r "$1" && .venv/bin/python -m pip check >/dev/null; then
+    echo "$want" > "$stamp"
+  else
+    echo "note: $1 did not install; its tests will be skipped" >&2
   fi
 }
 
@@ -89,6 +102,7 @@ case "${1:-}" in
   test)
     shift
     setup requirements-dev.txt
+    optional requirements-ray.txt  # the Ray tests (track-many, prelabel --ray); skipped without it
     ensure_chromium
     exec .venv/bin/python -m pytest "$@"
     ;;

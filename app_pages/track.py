@@ -11,8 +11,13 @@ from cowdetect.video import VIDEO_SUFFIXES
 
 st.title("Track")
 store = ui.store()
-if st.radio("Source", ["Stored video", "Live stream"], horizontal=True, key="track_source") == "Live stream":
+source = st.radio("Source", ["Stored video", "Live stream", "Several videos (Ray)"], horizontal=True,
+                  key="track_source")
+if source == "Live stream":
     ui.live_section(store)
+    st.stop()
+if source == "Several videos (Ray)":
+    ui.track_many_section(store)
     st.stop()
 defaults = TrackConfig()
 may_import, may_track = store.user.may("import"), store.user.may("track")

@@ -106,7 +106,7 @@ def live(run_id: int) -> None:
             jobs.request_stop(store, run_id)
         if run.status in ("stopped", "failed", "interrupted") and b2.button("Resume", key=f"resume{run_id}",
                                                                              disabled=not may_train):
-            jobs.prepare_resume(store, run_id)
+            jobs.prepare_resume(store, run_id, background=True)
             jobs.start_worker(store, run_id)
     except (ValueError, PermissionDenied) as exc:
         st.error(str(exc))

@@ -40,7 +40,7 @@ ACTIONS: dict[str, str] = {
 }
 # the action a background job of each kind needs (starting, stopping or resuming it)
 RUN_ACTIONS: dict[str, str] = {"train": "train", "evaluate": "evaluate", "track": "track", "prelabel": "prelabel",
-                               "frames": "import", "live": "track"}
+                               "frames": "import", "live": "track", "track-many": "track"}
 
 
 def run_action(kind: str) -> str:

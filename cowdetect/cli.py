@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import cli_admin, cli_export
+from . import cli_admin, cli_export, cli_ray
 from .cli_checks import Parser, UsageError, distinct_files, input_file, number, output_file, output_folder, whole
 from .cli_errors import error_text, expected_errors, log_unexpected, one_line
 
@@ -369,12 +369,17 @@ def add_prelabel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", type=_run_id, metavar="RUN_ID",
                    help="continue a stopped, failed or interrupted pre-label run (images it did are kept)")
     _tiles_arg(p)
+    cli_ray.add_cluster_args(p, None)
 
 
 def cmd_prelabel(args: argparse.Namespace) -> int:
     from . import jobs
     from .store import Store
 
+    if args.ray is None:
+        cli_ray.refuse_cluster_options(args, "they set how a pre-label run uses Ray; add --ray local or --ray ADDRESS")
+    elif args.resume is not None:
+        raise ValueError("--ray: a resumed run keeps where it ran; give --resume alone")
     store = Store(args.data_dir)
     if args.resume is not None:
         resumed = store.run(args.resume)
@@ -385,11 +390,14 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
     else:
         if args.split is None and not args.unlabeled:
             raise ValueError("which images? give --split S (its unlabeled images) or --unlabeled (every split's)")
+        cluster = cli_ray.cluster_options(args) if args.ray is not None else {}
         settings = jobs.prelabel_settings(store, model=args.model, split=args.split, unlabeled=args.unlabeled,
-                                          score_threshold=args.score_threshold, device=args.device, tiles=args.tiles)
+                                          score_threshold=args.score_threshold, device=args.device, tiles=args.tiles,
+                                          **cluster)
         run_id = jobs.create_prelabel_run(store, settings)
     print(f"run {run_id}: pre-labeling with {settings['model_label']}", file=sys.stderr)
-    run = jobs.run_prelabel(store, run_id)
+    with cli_ray.ray_prints_to_stderr():
+        run = jobs.run_prelabel(store, run_id)
     report = {"run_id": run_id, "status": run.status, "model": settings["model_label"],
               "images": run.metrics.get("images", 0), "boxes": run.metrics.get("boxes", 0)}
     if args.json:
@@ -409,6 +417,23 @@ def add_track_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gt", help="MOTChallenge ground truth for VIDEO: prints MOTA and IDF1")
     p.add_argument("--mot", help="also write the tracks as MOTChallenge text")
     p.add_argument("--csv", help="also write the tracks as CSV (frame, time_s, id, x1, y1, x2, y2, score)")
+    add_tracker_args(p)
+    from .cli_live import add_live_options
+
+    add_live_options(p)
+    from .cli_checks import counting_line, counting_zone
+
+    p.add_argument("--line", action="append", type=counting_line, metavar="[NAME=]X1,Y1,X2,Y2",
+                   help="a counting line in pixels (repeatable): crossings each way, forward = from its left to its "
+                        "right looking from X1,Y1 to X2,Y2. Lines and zones given are saved with the video; none "
+                        "given: the video's saved ones")
+    p.add_argument("--zone", action="append", type=counting_zone, metavar="[NAME=]X,Y,X,Y,X,Y,...",
+                   help="a counting zone, a polygon's corners in order in pixels (repeatable): cows inside per "
+                        "frame and each cow's time inside")
+
+
+def add_tracker_args(p: argparse.ArgumentParser) -> None:
+    """The tracker and detection settings of ``track`` and ``track-many`` (TrackConfig's fields)."""
     p.add_argument("--score-threshold", type=_fraction, default=None, help="default 0.4")
     p.add_argument("--distance", choices=["iou", "centroid"], default=None, help="default iou")
     p.add_argument("--distance-threshold", type=_positive_float, default=None, help="default: iou 0.8, centroid 0.5")
@@ -426,21 +451,9 @@ def add_track_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detect-every", type=_positive_int, default=None, help="detect every k-th frame (default 3)")
     p.add_argument("--batch-size", type=_batch, default=None, help="frames per detector batch (default 4)")
     _tiles_arg(p)
-    from .cli_live import add_live_options
-
-    add_live_options(p)
-    from .cli_checks import counting_line, counting_zone
-
-    p.add_argument("--line", action="append", type=counting_line, metavar="[NAME=]X1,Y1,X2,Y2",
-                   help="a counting line in pixels (repeatable): crossings each way, forward = from its left to its "
-                        "right looking from X1,Y1 to X2,Y2. Lines and zones given are saved with the video; none "
-                        "given: the video's saved ones")
-    p.add_argument("--zone", action="append", type=counting_zone, metavar="[NAME=]X,Y,X,Y,X,Y,...",
-                   help="a counting zone, a polygon's corners in order in pixels (repeatable): cows inside per "
-                        "frame and each cow's time inside")
 
 
-def _track_config(args: argparse.Namespace) -> dict[str, Any]:
+def track_config(args: argparse.Namespace) -> dict[str, Any]:
     """The tracker settings given on the command line (defaults left out), checked before any work."""
     from . import jobs
     from .config import TrackConfig
@@ -487,7 +500,7 @@ def _track_request(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     from .geometry import check_geometry, geometry_to_dict, named
 
-    config = _track_config(args)
+    config = track_config(args)
     lines, zones = named(args.line or [], args.zone or [])
     geometry = geometry_to_dict(lines, zones) if lines or zones else None  # None: the video's saved ones
     outputs = ((args.out, "--out"), (args.mot, "--mot"), (args.csv, "--csv"))
@@ -537,20 +550,25 @@ def cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_track_report(args: argparse.Namespace, run: Any, settings: dict[str, Any], metrics: dict[str, Any]
-                        ) -> None:
+def track_report(run: Any, settings: dict[str, Any], metrics: dict[str, Any], out: str | None) -> dict[str, Any]:
+    """What ``track --json`` prints of a finished tracking run (and ``track-many --json`` per video)."""
     summary = metrics["summary"]
-    report = {"run_id": run.id, "status": run.status, "model": settings["model_label"],
+    return {"run_id": run.id, "status": run.status, "model": settings["model_label"],
               "frames": summary["frames"], "video_fps": summary["video_fps"], "fps": summary["fps"],
               "seconds": summary["seconds"], "tracks": summary["num_tracks"], "unique_cows": summary["num_tracks"],
               "max_cows_in_frame": summary["max_cows_in_frame"], "warning": summary["warning"],
-              "out": args.out, **({"mota": metrics["mot"]["mota"], "idf1": metrics["mot"]["idf1"],
+              "out": out, **({"mota": metrics["mot"]["mota"], "idf1": metrics["mot"]["idf1"],
                                     "id_switches": metrics["mot"]["id_switches"],
                                     "fragmentations": metrics["mot"]["fragmentations"]} if "mot" in metrics else {}),
               # frames where tracking broke, worth labeling: import-video VIDEO --from-run RUN_ID adds them
               "to_label": metrics.get("to_label", []),
               # counting lines (crossings each way) and zones (most inside at once, each track's seconds inside)
               **{key: metrics.get("counts", {}).get(key, []) for key in ("lines", "zones")}}
+
+
+def _print_track_report(args: argparse.Namespace, run: Any, settings: dict[str, Any], metrics: dict[str, Any]
+                        ) -> None:
+    report = track_report(run, settings, metrics, args.out)
     if args.json:
         _print_json(report)
         return
@@ -815,6 +833,8 @@ COMMANDS: list[tuple[str, str, ArgAdder | None, Handler]] = [
      add_prelabel_args, cmd_prelabel),
     ("track", "follow each cow through a video (Norfair); write the annotated video and tracks",
      add_track_args, cmd_track),
+    ("track-many", "track many videos on a Ray cluster (a local one by default), one task per video; only this "
+     "process writes the data folder", cli_ray.add_track_many_args, cli_ray.cmd_track_many),
     ("import-images", "add image files (jpg, png, webp, bmp) and zips of them, unlabeled",
      add_import_images_args, cmd_import_images),
     ("import-coco", "import a COCO instances JSON and its images folder, filtered to a category",

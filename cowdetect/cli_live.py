@@ -82,10 +82,10 @@ def _request(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Path]:
     check_geometry(lines, zones, probe.info.width, probe.info.height)
 
     from . import jobs
-    from .cli import _track_config
+    from .cli import track_config
     from .store import Store
 
-    config = _track_config(args)
+    config = track_config(args)
     jobs.check_track_config(config, probe.info.width, probe.info.height)
     store = Store(args.data_dir)
     settings = jobs.live_settings(store, source, model=args.model, device=args.device,

@@ -194,6 +194,19 @@ def test_joining_a_one_machine_run_or_a_bad_node_rank_is_refused(ddp_store):
     assert code == 2 and "nproc: this run trains with nproc 2" in err
 
 
+def test_a_page_refuses_to_resume_a_run_on_several_machines(ddp_store):
+    """A page's Resume starts a worker, which cannot host node 0's rendezvous: refused in one line,
+    the row left as it was; the command line (machine 0 with its endpoint) still resumes it."""
+    two = jobs.create_training_run(ddp_store, jobs.training_settings(ddp_store, base="tiny", batch_size=4, nnodes=2))
+    ddp_store.update_run(two, status="interrupted")
+    with pytest.raises(ValueError, match=f"run {two} trains on 2 machines: resume it on machine 0 with python -m "
+                                         f"cowdetect train --resume {two} --rdzv-endpoint HOST:PORT"):
+        jobs.prepare_resume(ddp_store, two, background=True)
+    assert ddp_store.run(two).status == "interrupted"
+    jobs.prepare_resume(ddp_store, two)
+    assert ddp_store.run(two).status == "queued"
+
+
 def test_a_lost_peer_is_told_from_a_real_error():
     """A rank whose collective failed because another died writes nothing (the owner marks the run
     interrupted); any other error is the run's failure. The gloo text is what torch 2.14 raised when

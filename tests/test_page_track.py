@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+from importlib.util import find_spec
+
 from streamlit.testing.v1 import AppTest
 
 from conftest import open_page, run_with_switch, statuses_until_done
@@ -16,6 +18,20 @@ def page(store, monkeypatch) -> AppTest:
 def test_no_video_yet(store, monkeypatch):
     at = page(store, monkeypatch)
     assert "No video yet" in " ".join(i.value for i in at.info)
+
+
+def test_several_videos_without_ray_say_how_to_install_it(video_store, monkeypatch):
+    """Ray is optional: without it (as `import ray` finds nothing) the section says how to add it."""
+    import sys
+
+    from cowdetect.cluster import INSTALL_HINT
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    at = page(video_store, monkeypatch)
+    at.radio(key="track_source").set_value("Several videos (Ray)").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert INSTALL_HINT in [i.value for i in at.info] and not [b for b in at.button if b.label == "Track on Ray"]
 
 
 def test_track_compare_and_download(video_store, monkeypatch):

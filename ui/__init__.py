@@ -32,6 +32,7 @@ from .live import live_section
 from .models import (active_model_note, detector_for, detectron2_id, effort_section, effort_table, export_section,
                      latest_result, model_choices, worst_first)
 from .prelabel import prelabel_panel
+from .trackmany import track_many_section
 from .video_frames import frames_from_video
 from .runs import (compare_tracks, follow_run, launch, loss_charts, progress_bar, resume_run, run_picker,
                    to_label_section, training_scores, track_results)
@@ -49,7 +50,7 @@ __all__ = [
     "loss_charts", "model_choices", "model_picker", "model_table", "move_button", "MOVES", "NEW_COLOR", "NEWS",
     "overview", "per_image_table", "pr_curves", "prelabel_panel", "progress_bar", "results_table", "resume_run",
     "run_picker", "SAVED_COLOR", "show_flash", "signed_in", "start_demo_generation", "store", "SUGGESTED_COLOR",
-    "thumbnail", "thumbnail_grid", "thumbnail_uri", "tiles_picker", "to_label_section", "track_results",
+    "thumbnail", "thumbnail_grid", "thumbnail_uri", "tiles_picker", "to_label_section", "track_many_section", "track_results",
     "training_scores", "view_image", "Viewport", "worst_first",
 ]
 

@@ -86,7 +86,7 @@ def resume_run(store: Store, run_id: int, flash_key: str) -> None:
     not (e.g. a click delivered twice finds it queued, or the user's role) is flashed under
     ``flash_key``, not raised."""
     try:
-        jobs.prepare_resume(store, run_id)
+        jobs.prepare_resume(store, run_id, background=True)
         jobs.start_worker(store, run_id)
     except (ValueError, PermissionDenied) as exc:
         flash(flash_key, "warning", str(exc))

@@ -21,6 +21,7 @@ _KINDS = {
     "evaluate": ("cached_evaluation", "create_evaluation_run", "evaluation_settings", "run_evaluation"),
     "prelabel": ("create_prelabel_run", "prelabel_settings", "run_prelabel", "uncertainty"),
     "frames": ("create_frames_run", "frame_import_of", "frames_settings", "run_frames"),
+    "trackmany": ("create_track_many_run", "run_track_many", "track_many_children", "track_many_settings"),
     "live": ("create_live_run", "live_outputs", "live_segments", "live_settings", "run_live"),
     "tolabel": ("find_frames_to_label", "frames_to_label_of", "import_run_frames", "tracker_suggestions"),
 }

@@ -27,7 +27,8 @@ Log = Callable[[str], None]
 # Each kind's job function, imported when a job of that kind runs (tracking pulls in Norfair).
 RUNNERS = {"train": "cowdetect.jobs.train:run_training", "track": "cowdetect.jobs.track:run_tracking",
            "evaluate": "cowdetect.jobs.evaluate:run_evaluation", "prelabel": "cowdetect.jobs.prelabel:run_prelabel",
-           "frames": "cowdetect.jobs.frames:run_frames", "live": "cowdetect.jobs.live:run_live"}
+           "frames": "cowdetect.jobs.frames:run_frames", "live": "cowdetect.jobs.live:run_live",
+           "track-many": "cowdetect.jobs.trackmany:run_track_many"}
 # How often a waiting job looks whether its device is free.
 POLL_SECONDS = 0.5
 
@@ -90,8 +91,10 @@ def request_stop(store: Store, run_id: int) -> None:
         store.update_run(run_id, stop_requested=1)
 
 
-def prepare_resume(store: Store, run_id: int) -> None:
-    """Queue a stopped, failed or interrupted run again (training continues from its last checkpoint)."""
+def prepare_resume(store: Store, run_id: int, background: bool = False) -> None:
+    """Queue a stopped, failed or interrupted run again (training continues from its last checkpoint).
+    ``background``: for a worker process (a page's Resume), which cannot host a run on several
+    machines (it needs the rendezvous endpoint only node 0's command line gives): such a run is refused."""
     mark_interrupted(store)
     run = store.run(run_id)
     store.require(run_action(run.kind))
@@ -99,6 +102,10 @@ def prepare_resume(store: Store, run_id: int) -> None:
         raise ValueError(f"run {run_id} is already {run.status}")
     if run.status == "done":
         raise ValueError(f"run {run_id} is done; start a new run to go further")
+    nodes = int(run.params.get("nnodes", 1)) if run.kind == "train" else 1
+    if background and nodes > 1:
+        raise ValueError(f"run {run_id} trains on {nodes} machines: resume it on machine 0 with python -m "
+                         f"cowdetect train --resume {run_id} --rdzv-endpoint HOST:PORT")
     store.update_run(run_id, status="queued", stop_requested=0, error=None, finished_at=None, pid=None)
 
 

@@ -20,6 +20,7 @@ from ..detector import DetectorBox, resolve_device
 from ..images import load_image
 from ..models import ModelRef, coco_class_names, coco_weights_available, resolve
 from ..store import ImageRecord, RunRecord, Store, check_split, now
+from ..cluster import allowed_address, cluster_settings, require_reachable
 from ..tiling import tiled_label, tiles_text
 from .machinery import Log, Ticker, create_run, recorded, start, stderr_log
 
@@ -64,10 +65,14 @@ def _model_classes(store: Store, ref: ModelRef) -> tuple[str, ...]:
 
 
 def prelabel_settings(store: Store, model: str = "active", split: str | None = None, unlabeled: bool = False,
-                      score_threshold: float = 0.5, device: str = "auto", tiles: str = "off") -> dict[str, Any]:
+                      score_threshold: float = 0.5, device: str = "auto", tiles: str = "off",
+                      ray: str | None = None, workers: int | None = None, threads: int = 1,
+                      gpu_fraction: float | None = None) -> dict[str, Any]:
     """Check and complete a pre-label request before any work: ``model`` (a model spec,
     :data:`cowdetect.models.MODEL_SPEC_HELP`) suggests boxes scoring at least ``score_threshold``
-    for the not-labeled images of ``split``, or of every split with ``unlabeled=True``.
+    for the not-labeled images of ``split``, or of every split with ``unlabeled=True``. With ``ray``
+    (an address, or 'local'; :func:`cowdetect.cluster.cluster_settings` for it and the rest) the
+    images are predicted on a Ray cluster, :data:`CHUNK` per task; only this job writes the store.
 
     Raises:
         ValueError: neither or both of ``split`` and ``unlabeled``, an unknown split, a threshold
@@ -83,6 +88,9 @@ def prelabel_settings(store: Store, model: str = "active", split: str | None = N
             or not math.isfinite(score_threshold) or not 0 < score_threshold < 1:
         raise ValueError(f"score_threshold: expected a number between 0 and 1 (exclusive), got {score_threshold!r}")
     tiles = tiles_text(tiles)
+    cluster = None if ray is None else cluster_settings(allowed_address(store, ray), workers, threads, gpu_fraction)
+    if cluster is not None:
+        require_reachable(cluster["address"])
     dev = resolve_device(device)
     where = f"split {split!r}" if split is not None else "the data folder"
     if not store.count_images(split, labeled=False):
@@ -96,7 +104,10 @@ def prelabel_settings(store: Store, model: str = "active", split: str | None = N
         raise ValueError(f"model {ref.label}: its classes share no name with the dataset's "
                          f"{list(store.classes())}; it would suggest nothing")
     return {"model": ref.pinned, "model_label": tiled_label(ref.label, tiles), "model_id": ref.model_id,
-            "split": split, "score_threshold": float(score_threshold), "device": str(dev), "tiles": tiles}
+            "split": split, "score_threshold": float(score_threshold), "device": str(dev), "tiles": tiles,
+            # on Ray the run claims the 'ray' queue, not this machine's device, which only opens the model;
+            # no such keys without Ray, so the rows of runs before Ray stay equal
+            **({"cluster": cluster, "device": "ray", "open_device": str(dev)} if cluster is not None else {})}
 
 
 def create_prelabel_run(store: Store, settings: dict[str, Any]) -> int:
@@ -121,8 +132,13 @@ def _batches(store: Store, split: str | None, size: int = BATCH) -> Iterator[lis
 def _suggest(box: DetectorBox, store: Store, records: list[ImageRecord], tiles: str) -> list[Detections]:
     """The model's raw boxes (down to its own floor, xyxy px) for ``records``, named in the store's classes."""
     vocab = store.class_names()
-    arrays = [load_image(r.path, name=str(r.id)) for r in records]
-    return [d.with_class_names(vocab) for d in box.detect_arrays(arrays, BATCH, tiles)]
+    return [d.with_class_names(vocab) for d in _detect(box, [load_image(r.path, name=str(r.id)) for r in records],
+                                                        tiles)]
+
+
+def _detect(box: DetectorBox, arrays: list[Any], tiles: str) -> list[Detections]:
+    """The model's raw boxes (down to its own floor, xyxy px, its own class names) for RGB ``arrays``."""
+    return box.detect_arrays(arrays, BATCH, tiles)
 
 
 def _store(store: Store, record: ImageRecord, raw: Detections, settings: dict[str, Any], run_id: int) -> int:
@@ -150,25 +166,111 @@ def run_prelabel(store: Store, run_id: int, log: Log | None = None) -> RunRecord
         return run
     settings = run.params
     with recorded(store, run_id):
-        ref = resolve(store, settings["model"], settings["device"])
-        box = DetectorBox.open(ref, settings["device"], classes=store.classes(), weights_dir=store.weights_dir)
+        device = settings.get("open_device", settings["device"])
+        ref = resolve(store, settings["model"], device)
+        box = DetectorBox.open(ref, device, classes=store.classes(), weights_dir=store.weights_dir)
         total = store.count_images(settings["split"], labeled=False)
         log(f"run {run_id}: pre-labeling {total} images with {settings['model_label']}")
+        if settings.get("cluster"):
+            return _prelabel_on_ray(store, run_id, settings, box, ref, total, log)
         ticker, done, counts = Ticker(store, run_id), 0, {"images": 0, "boxes": 0}
         for batch in _batches(store, settings["split"]):
-            todo = []
-            for record in batch:
-                earlier = store.suggestions(record.id)
-                if earlier is not None and earlier.run_id == run_id:
-                    counts["images"], counts["boxes"] = counts["images"] + 1, counts["boxes"] + len(earlier.boxes)
-                else:
-                    todo.append(record)
+            todo = _not_done(store, run_id, batch, counts)
             for record, raw in zip(todo, _suggest(box, store, todo, settings["tiles"]) if todo else []):
                 counts["boxes"] += _store(store, record, raw, settings, run_id)
                 counts["images"] += 1
             done += len(batch)
             if ticker.due(done, max(total, done)) and not ticker.report(done, max(total, done)):
                 return _stop(store, run_id, done, counts)
-        store.update_run(run_id, status="done", iteration=done, total=done, metrics=counts, finished_at=now())
-        log(f"run {run_id}: {counts['boxes']} boxes suggested on {counts['images']} images")
-        return store.run(run_id)
+        return _done(store, run_id, done, counts, log)
+
+
+def _not_done(store: Store, run_id: int, batch: list[ImageRecord], counts: dict[str, int]) -> list[ImageRecord]:
+    """The images of ``batch`` this run has not given suggestions yet (a resumed run); those it has
+    are added to ``counts``."""
+    todo = []
+    for record in batch:
+        earlier = store.suggestions(record.id)
+        if earlier is not None and earlier.run_id == run_id:
+            counts["images"], counts["boxes"] = counts["images"] + 1, counts["boxes"] + len(earlier.boxes)
+        else:
+            todo.append(record)
+    return todo
+
+
+def _done(store: Store, run_id: int, done: int, counts: dict[str, int], log: Log) -> RunRecord:
+    store.update_run(run_id, status="done", iteration=done, total=done, metrics=counts, finished_at=now())
+    log(f"run {run_id}: {counts['boxes']} boxes suggested on {counts['images']} images")
+    return store.run(run_id)
+
+
+# Images per Ray task: enough to pay for a task's start, few enough that a Stop or a dead worker loses little.
+CHUNK = 16
+
+
+def _prelabel_on_ray(store: Store, run_id: int, settings: dict[str, Any], box: DetectorBox, ref: ModelRef,
+                     total: int, log: Log) -> RunRecord:
+    """The pre-label run on a Ray cluster: :data:`CHUNK` images per task (their files' bytes), the
+    boxes written here as each task returns; Stop cancels the tasks in flight."""
+    from .. import cluster as clusters
+
+    with clusters.connect(**settings["cluster"]) as cluster:
+        log(f"run {run_id}: on Ray ({cluster.address or 'this machine'}, {cluster.slots()} tasks at once)")
+        driver = _RayPrelabel(store, run_id, settings, box, ref, total, cluster)
+        if not clusters.run_tasks(cluster, cluster.remote(detect_on_worker), driver.items(),
+                                  on_result=driver.on_result, on_error=driver.on_error, on_poll=driver.on_poll):
+            return _stop(store, run_id, driver.done, driver.counts)
+    return _done(store, run_id, driver.done, driver.counts, log)
+
+
+class _RayPrelabel:
+    """The driver's side of a pre-label run on Ray: the chunks it sends, the suggestions it writes."""
+
+    def __init__(self, store: Store, run_id: int, settings: dict[str, Any], box: DetectorBox, ref: ModelRef,
+                 total: int, cluster: Any) -> None:
+        from .. import cluster as clusters
+
+        self.store, self.run_id, self.settings, self.box, self.total = store, run_id, settings, box, total
+        self.cluster, self.ticker = cluster, Ticker(store, run_id)
+        self.counts, self.done = {"images": 0, "boxes": 0}, 0
+        self.records: dict[int, list[ImageRecord]] = {}
+        # the box as opened here (with the dataset's classes), not its file; an ONNX export goes as it is
+        self.model = cluster.put(clusters.model_payload(box, ref.checkpoint if ref.kind == "onnx" else None,
+                                                        store.inside("tmp")))
+
+    def items(self) -> Iterator[tuple[int, tuple]]:
+        """(chunk number, task arguments) per :data:`CHUNK` images not pre-labeled by this run yet."""
+        for key, batch in enumerate(_batches(self.store, self.settings["split"], CHUNK)):
+            todo = _not_done(self.store, self.run_id, batch, self.counts)
+            self.done += len(batch) - len(todo)
+            if todo:
+                self.records[key] = todo
+                yield key, (self.model, self.cluster.device, [r.path.read_bytes() for r in todo],
+                            self.settings["tiles"])
+
+    def on_result(self, key: int, found: list[tuple[Any, Any, Any]]) -> None:
+        vocab = self.store.class_names()
+        for record, (xyxy, class_id, score) in zip(self.records.pop(key), found):
+            raw = Detections(xyxy, class_id, score, self.box.class_names).with_class_names(vocab)
+            self.counts["boxes"] += _store(self.store, record, raw, self.settings, self.run_id)
+            self.counts["images"] += 1
+            self.done += 1
+
+    def on_error(self, key: int, reason: str) -> None:
+        raise ValueError(f"images {', '.join(str(r.id) for r in self.records[key])}: {reason}")
+
+    def on_poll(self) -> bool:
+        total = max(self.total, self.done)
+        # never "the end" here (Ticker writes then at once): the last chunk's boxes may still come
+        return self.ticker.report(self.done, total) if self.ticker.due(self.done, total + 1) else True
+
+
+def detect_on_worker(model: tuple[bytes, str], device: str, images: list[bytes], tiles: str
+                     ) -> list[tuple[Any, Any, Any]]:
+    """A Ray task: the model's raw boxes (xyxy px, class ids in the model's names, scores) for each
+    image (an image file's bytes). Touches no data folder."""
+    from .. import cluster as clusters
+
+    box = clusters.open_model(*model, device)
+    found = _detect(box, [load_image(data, name=f"image {i}") for i, data in enumerate(images)], tiles)
+    return [(d.xyxy, d.class_id, d.score) for d in found]

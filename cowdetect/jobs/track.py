@@ -13,7 +13,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from ..models import ModelRef, resolve
 from ..store import RunRecord, Store, VideoRecord, now
 from ..tiling import TILING_VERSION, check_grid, parse_tiles, tiles_text
 from .machinery import Log, Ticker, create_run, recorded, start, stderr_log
+
+if TYPE_CHECKING:  # tracking.py imports Norfair: only when a run tracks
+    from ..tracking import TrackResult
 
 # What a tracking run leaves in runs/run-N/.
 TRACK_FILES = {"video": "tracked.mp4", "mot": "tracks.mot.txt", "csv": "tracks.csv", "preview": "preview.jpg",
@@ -174,11 +177,17 @@ def track_outputs(store: Store, run_id: int) -> dict[str, Path]:
 def detection_cache(store: Store, video: VideoRecord, box: DetectorBox, ref: ModelRef,
                     max_detect_side: int, tiles: str = "off") -> FrameDetections:
     """The kept detections (:class:`~cowdetect.framecache.FrameDetections`) of ``video`` under
-    ``box`` (opened from ``ref``) at this detection size, in cache/detections/.
+    ``box`` (opened from ``ref``) at this detection size, in cache/detections/
+    (:func:`detection_cache_path`)."""
+    return FrameDetections(detection_cache_path(store, video, box, ref, max_detect_side, tiles), box.class_names)
 
-    Named by everything the detections depend on (video content, the weights, detector
-    settings, device type, detection size, tiling) and nothing they do not (score threshold, tracker
-    settings, every-k-th), so a changed model or video never reads stale boxes.
+
+def detection_cache_path(store: Store, video: VideoRecord, box: DetectorBox, ref: ModelRef, max_detect_side: int,
+                         tiles: str = "off", device_type: str | None = None) -> Path:
+    """Where the detections of ``video`` under ``box`` are kept: named by everything they depend on
+    (video content, the weights, detector settings, device type — ``box``'s unless ``device_type``
+    says where they are computed —, detection size, tiling) and nothing they do not (score
+    threshold, tracker settings, every-k-th), so a changed model or video never reads stale boxes.
     """
     if ref.checkpoint is not None:
         stat = ref.checkpoint.stat()
@@ -186,11 +195,11 @@ def detection_cache(store: Store, video: VideoRecord, box: DetectorBox, ref: Mod
     else:
         weights = f"{ref.kind}:{box.architecture}"
     key = {"video": video.sha256, "weights": weights, "detector": to_dict(box.config),
-           "device": box.device.type, "max_detect_side": max_detect_side}
+           "device": device_type or box.device.type, "max_detect_side": max_detect_side}
     if tiles != "off":  # untiled keys stay as they were, so caches kept before tiling still serve
         key["tiles"], key["tiling"] = tiles, TILING_VERSION
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
-    return FrameDetections(store.inside(Path("cache") / "detections" / f"{name}.f32"), box.class_names)
+    return store.inside(Path("cache") / "detections" / f"{name}.f32")
 
 
 class _Preview:
@@ -224,25 +233,32 @@ def run_tracking(store: Store, run_id: int, log: Log | None = None) -> RunRecord
         ref = resolve(store, settings["model"], settings["device"])
         box = DetectorBox.open(ref, settings["device"], weights_dir=store.weights_dir)
         log(f"run {run_id}: tracking {video.original_name} ({video.frames} frames) with {settings['model_label']}")
-        counter = Counter(*geometry_from_dict(settings.get("geometry", {})))  # runs before counting had none
-        result = _track(store, run_id, video, box, ref, from_dict(TrackConfig, settings["config"]), log, counter)
-        counter.write_csv(track_outputs(store, run_id)["counts"])
-        metrics: dict[str, Any] = {"summary": result.as_dict(), "counts": counter.summary()}
-        switches = None
-        if video.gt_path is not None and result.frames:
-            from ..mot import mot_scores_and_switches, read_mot
-            metrics["mot"], switches = mot_scores_and_switches(
-                read_mot(video.gt_path), read_mot(track_outputs(store, run_id)["mot"]), num_frames=result.frames)
-        status = "stopped" if result.stopped else "done"
-        if result.frames:
-            metrics["to_label"], note = _frames_to_label(store, run_id, result.frames, switches, log)
-            result = dataclasses.replace(result, warning="; ".join(filter(None, (result.warning, note))) or None)
-        store.update_run(run_id, status=status, iteration=result.frames, total=max(result.frames,
-                         result.frames_expected), metrics=metrics, error=result.warning, finished_at=now())
-        log(f"run {run_id}: {status}; {result.frames} frames at {result.fps:.1f} fps, {result.num_tracks} tracks"
-            + (f"; MOTA {metrics['mot']['mota']:.3f} IDF1 {metrics['mot']['idf1']:.3f}" if "mot" in metrics else "")
-            + (f"; {result.warning}" if result.warning else ""))
-        return store.run(run_id)
+        result, counts = _track(store, run_id, video, box, ref, from_dict(TrackConfig, settings["config"]), log,
+                                settings.get("geometry", {}))  # runs before counting had no geometry
+        return finish_tracking(store, run_id, video, result, counts, log)
+
+
+def finish_tracking(store: Store, run_id: int, video: VideoRecord, result: TrackResult, counts: dict[str, Any],
+                    log: Log) -> RunRecord:
+    """End tracking run ``run_id`` whose files are written: its summary (``result``, a
+    :class:`~cowdetect.tracking.TrackResult`), ``counts`` (:meth:`Counter.summary`), MOTA / IDF1 when
+    the video has ground truth and the frames worth labeling go into its metrics. Returns the row."""
+    metrics: dict[str, Any] = {"summary": result.as_dict(), "counts": counts}
+    switches = None
+    if video.gt_path is not None and result.frames:
+        from ..mot import mot_scores_and_switches, read_mot
+        metrics["mot"], switches = mot_scores_and_switches(
+            read_mot(video.gt_path), read_mot(track_outputs(store, run_id)["mot"]), num_frames=result.frames)
+    status = "stopped" if result.stopped else "done"
+    if result.frames:
+        metrics["to_label"], note = _frames_to_label(store, run_id, result.frames, switches, log)
+        result = dataclasses.replace(result, warning="; ".join(filter(None, (result.warning, note))) or None)
+    store.update_run(run_id, status=status, iteration=result.frames, total=max(result.frames,
+                     result.frames_expected), metrics=metrics, error=result.warning, finished_at=now())
+    log(f"run {run_id}: {status}; {result.frames} frames at {result.fps:.1f} fps, {result.num_tracks} tracks"
+        + (f"; MOTA {metrics['mot']['mota']:.3f} IDF1 {metrics['mot']['idf1']:.3f}" if "mot" in metrics else "")
+        + (f"; {result.warning}" if result.warning else ""))
+    return store.run(run_id)
 
 
 def _frames_to_label(store: Store, run_id: int, frames: int, switches: list | None, log: Log
@@ -259,17 +275,29 @@ def _frames_to_label(store: Store, run_id: int, frames: int, switches: list | No
 
 
 def _track(store: Store, run_id: int, video: VideoRecord, box: DetectorBox, ref: ModelRef, config: TrackConfig,
-           log: Log, counter: Any = None) -> Any:
-    """The tracking pipeline over the video, reading and filling the detection cache; ``counter``
-    (a :class:`~cowdetect.counting.Counter`) counts on its lines and zones."""
-    from ..tracking import track_video
-
+           log: Log, geometry: dict[str, Any]) -> tuple[TrackResult, dict[str, Any]]:
+    """The tracking pipeline over the stored video into the run's folder, reading and filling the
+    detection cache (:func:`track_files`)."""
     outputs = track_outputs(store, run_id)
     outputs["video"].parent.mkdir(parents=True, exist_ok=True)
     with detection_cache(store, video, box, ref, config.max_detect_side, config.tiles) as cache:
         if len(cache):
             log(f"run {run_id}: {len(cache)} frames already detected (kept from an earlier run) are not "
                 f"detected again")
-        return track_video(video.path, box, outputs["video"], outputs["mot"], outputs["csv"], config,
-                           progress=_Preview(store, run_id, outputs["preview"]), cache=cache,
-                           hooks=[counter] if counter is not None else [])
+        return track_files(video.path, box, outputs, config, geometry, cache,
+                           _Preview(store, run_id, outputs["preview"]))
+
+
+def track_files(source: Path, box: DetectorBox, outputs: dict[str, Path], config: TrackConfig,
+                geometry: dict[str, Any], cache: FrameDetections, progress: Any) -> tuple[TrackResult, dict[str, Any]]:
+    """Track ``source`` into the files ``outputs`` names (:data:`TRACK_FILES` keys; the preview is
+    ``progress``'s), counting on ``geometry``'s lines and zones; the one pipeline of a tracking run,
+    here or on a Ray worker. Returns the :class:`~cowdetect.tracking.TrackResult` and the counts
+    (:meth:`~cowdetect.counting.Counter.summary`)."""
+    from ..tracking import track_video
+
+    counter = Counter(*geometry_from_dict(geometry))
+    result = track_video(source, box, outputs["video"], outputs["mot"], outputs["csv"], config, progress=progress,
+                         cache=cache, hooks=[counter])
+    counter.write_csv(outputs["counts"])
+    return result, counter.summary()

@@ -1,0 +1,175 @@
+"""The command line's Ray side: ``track-many`` (many videos, one Ray task each) and the cluster
+options ``prelabel --ray`` shares (:mod:`cowdetect.cluster`). Every argument, file and the
+cluster address are checked before anything is stored."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from .cli_checks import number, output_folder, whole
+
+
+def add_cluster_args(p: argparse.ArgumentParser, default: str | None) -> None:
+    """``--ray``, ``--workers``, ``--gpu-fraction`` and ``--threads-per-task``."""
+    p.add_argument("--ray", default=default, metavar="ADDRESS",
+                   help="a Ray cluster: HOST:PORT of its head (e.g. 10.0.0.5:6379), ray://HOST:10001, 'auto' (the "
+                        "one this machine runs) or 'local' (start one here)"
+                        + (f" (default {default})" if default else "; without it, no Ray"))
+    p.add_argument("--workers", type=whole(1, 1024), default=None,
+                   help="tasks at once on a local Ray (default: one per core)")
+    p.add_argument("--gpu-fraction", type=number(float, 0, 1, "a number from 0 to 1"), default=None,
+                   help="share of a GPU per task (default 0.5 where the cluster has GPUs, else 0)")
+    p.add_argument("--threads-per-task", type=whole(1, 64), default=1, help="CPU threads per task (default 1)")
+
+
+def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The cluster options given, as keyword arguments of the jobs' settings functions, checked (Ray
+    installed, the address well-formed) before any work."""
+    from .cluster import cluster_settings, import_ray, require_reachable
+
+    options = {"ray": args.ray, "workers": args.workers, "threads": args.threads_per_task,
+               "gpu_fraction": args.gpu_fraction}
+    address = cluster_settings(**options)["address"]
+    import_ray()
+    require_reachable(address)
+    return options
+
+
+def refuse_cluster_options(args: argparse.Namespace, why: str) -> None:
+    """One line when cluster options are given where they do nothing (``why``: where that is)."""
+    given = [f"--{name.replace('_', '-')}" for name in ("workers", "gpu_fraction", "threads_per_task")
+             if getattr(args, name) != {"threads_per_task": 1}.get(name)]
+    if given:
+        raise ValueError(f"{', '.join(given)}: {why}")
+
+
+@contextlib.contextmanager
+def ray_prints_to_stderr() -> Iterator[None]:
+    """While Ray runs, its own messages (a worker died, a task retried), which it prints to stdout
+    even with its workers' logs off, go to stderr: stdout stays the one JSON object ``--json`` promises."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def add_track_many_args(p: argparse.ArgumentParser) -> None:
+    """``track-many``'s arguments: the videos, the model, the tracker's and the cluster's options."""
+    from .cli import add_tracker_args
+    from .config import MODEL_SPEC_HELP
+
+    p.add_argument("videos", nargs="*", metavar="VIDEO", help="video files (each stored once), or 'demo'")
+    p.add_argument("--resume", type=whole(1, 2**63 - 1), metavar="RUN_ID",
+                   help="go on with a stopped, failed or interrupted track-many run (its videos not done)")
+    p.add_argument("--out", metavar="FOLDER", help="also copy each annotated MP4 here as NAME.tracked.mp4")
+    p.add_argument("--model", default="active", metavar="SPEC", help=f"the model, {MODEL_SPEC_HELP} (default: active)")
+    add_tracker_args(p)
+    add_cluster_args(p, "local")
+
+
+def _video_files(videos: list[str], config: dict[str, Any]) -> list[str]:
+    """Check every VIDEO (a video FFmpeg decodes, frames not too large, the tile grid not too fine)
+    and that no two are the same video, before any is stored."""
+    import hashlib
+
+    from . import jobs
+    from .cli import _probe_video_file
+
+    seen: dict[str, str] = {}
+    for video in videos:
+        if video == "demo":
+            key = "demo"
+        else:
+            info = _probe_video_file(video)
+            jobs.check_track_config(config, info.width, info.height)
+            with open(video, "rb") as file:  # read in pieces: a long video need not fit in memory twice
+                key = hashlib.file_digest(file, "sha256").hexdigest()
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {video} are the same video; give each video once")
+        seen[key] = video
+    return videos
+
+
+def cmd_track_many(args: argparse.Namespace) -> int:
+    """``track-many``: store the videos, queue one run for them all, run it here (the driver)."""
+    from . import jobs
+    from .cli import _stored_video_id, track_config
+    from .store import Store
+
+    if args.resume is not None:
+        return _resume(args)
+    if not args.videos:
+        raise ValueError("which videos? give one or more VIDEO files (or 'demo'), or --resume RUN_ID")
+    config = track_config(args)
+    cluster = cluster_options(args)
+    if args.out:
+        output_folder(args.out, "--out")
+    store = Store(args.data_dir)
+    videos = _video_files(list(args.videos), config)
+    ids = [_stored_video_id(store, video) for video in videos]
+    settings = jobs.track_many_settings(store, ids, model=args.model, **cluster, **config)
+    run_id = jobs.create_track_many_run(store, settings)
+    print(f"run {run_id}: tracking {len(ids)} videos on Ray with {settings['model_label']}", file=sys.stderr)
+    return _run_and_report(args, store, run_id, videos)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from . import jobs
+    from .store import Store
+
+    if args.videos:
+        raise ValueError("--resume: give no VIDEO (the run keeps its own)")
+    store = Store(args.data_dir)
+    run = store.run(args.resume)
+    if run.kind != "track-many":
+        raise ValueError(f"run {args.resume} is not a track-many run (its kind: {run.kind})")
+    jobs.prepare_resume(store, args.resume)
+    names = [store.video(v["video_id"]).original_name for v in run.params["videos"]]
+    return _run_and_report(args, store, args.resume, names)
+
+
+def _run_and_report(args: argparse.Namespace, store: Any, run_id: int, videos: list[str]) -> int:
+    """Run track-many run ``run_id`` here and print each video's summary (``videos``: how each is named)."""
+    from . import jobs
+
+    with ray_prints_to_stderr():
+        run = jobs.run_track_many(store, run_id)
+    children = {c.params["video_id"]: c for c in jobs.track_many_children(store, run_id)}
+    reports = [_video_report(store, children.get(v["video_id"]), name, args.out and Path(args.out) / out)
+               for v, name, out in zip(run.params["videos"], videos, _out_names(videos))]
+    if args.json:
+        print(json.dumps({"run_id": run_id, "status": run.status, "videos": reports}, indent=2, default=str))
+    else:
+        for report in reports:
+            print(f"{report['video']}: " + (f"{report['unique_cows']} cows tracked, {report['frames']} frames at "
+                                            f"{report['fps']:.1f} fps" if report["status"] == "done"
+                                            else f"{report['status']} ({report.get('error')})"))
+        print(f"run {run_id}: {run.status}" + (f"; {run.error}" if run.error else ""))
+    return 1 if run.status == "failed" else 0
+
+
+def _out_names(videos: list[str]) -> list[str]:
+    """NAME.tracked.mp4 per video, NAME-2, NAME-3... where two given files share a name."""
+    stems = [Path(video).stem for video in videos]
+    return [f"{stem}{f'-{stems[:i].count(stem) + 1}' if stems.count(stem) > 1 else ''}.tracked.mp4"
+            for i, stem in enumerate(stems)]
+
+
+def _video_report(store: Any, child: Any, video: str, out: Path | None) -> dict[str, Any]:
+    """One video's summary: as ``track --json`` prints it (with ``video``) when its run is done, the
+    annotated MP4 copied to ``out`` when given; else ``video``, ``run_id``, ``status``, ``error``."""
+    from . import jobs
+    from .cli import track_report
+
+    if child is None or child.status != "done":
+        return {"video": video, "run_id": child and child.id, "status": child.status if child else "not started",
+                "error": child and child.error}
+    target = jobs.track_outputs(store, child.id)["video"]
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        target = shutil.copyfile(target, out)
+    return {"video": video, **track_report(child, child.params, child.metrics, str(target))}
