@@ -12,14 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from .cli_checks import number, output_folder, whole
+from .cli_checks import distinct_files, number, output_file, output_folder, whole
 
 
 def add_cluster_args(p: argparse.ArgumentParser, default: str | None) -> None:
     """``--ray``, ``--workers``, ``--gpu-fraction`` and ``--threads-per-task``."""
     p.add_argument("--ray", default=default, metavar="ADDRESS",
-                   help="a Ray cluster: HOST:PORT of its head (e.g. 10.0.0.5:6379), ray://HOST:10001, 'auto' (the "
-                        "one this machine runs) or 'local' (start one here)"
+                   help="a Ray cluster: HOST:PORT of its head (e.g. 10.0.0.5:6379; this machine must have joined it "
+                        "with `ray start --address HOST:PORT`) or 'local' (start one here)"
                         + (f" (default {default})" if default else "; without it, no Ray"))
     p.add_argument("--workers", type=whole(1, 1024), default=None,
                    help="tasks at once on a local Ray (default: one per core)")
@@ -71,9 +71,9 @@ def add_track_many_args(p: argparse.ArgumentParser) -> None:
     add_cluster_args(p, "local")
 
 
-def _video_files(videos: list[str], config: dict[str, Any]) -> list[str]:
-    """Check every VIDEO (a video FFmpeg decodes, frames not too large, the tile grid not too fine)
-    and that no two are the same video, before any is stored."""
+def _video_files(store: Any, videos: list[str], config: dict[str, Any]) -> list[str]:
+    """Check every VIDEO (a video FFmpeg decodes, frames not too large, the tile grid not too fine;
+    'demo' stored already) and that no two are the same video, before any is stored."""
     import hashlib
 
     from . import jobs
@@ -83,6 +83,8 @@ def _video_files(videos: list[str], config: dict[str, Any]) -> list[str]:
     for video in videos:
         if video == "demo":
             key = "demo"
+            if not any(v.original_name == "demo-cows.mp4" for v in store.videos()):
+                raise ValueError("no demo video in this data folder; run: python -m cowdetect demo")
         else:
             info = _probe_video_file(video)
             jobs.check_track_config(config, info.width, info.height)
@@ -98,6 +100,8 @@ def cmd_track_many(args: argparse.Namespace) -> int:
     """``track-many``: store the videos, queue one run for them all, run it here (the driver)."""
     from . import jobs
     from .cli import _stored_video_id, track_config
+    from .detector import resolve_device
+    from .models import resolve
     from .store import Store
 
     if args.resume is not None:
@@ -107,9 +111,13 @@ def cmd_track_many(args: argparse.Namespace) -> int:
     config = track_config(args)
     cluster = cluster_options(args)
     if args.out:
-        output_folder(args.out, "--out")
+        for name in _out_names(list(args.videos)) if output_folder(args.out, "--out").is_dir() else []:
+            output_file(str(Path(args.out) / name), "--out")  # e.g. a folder where an MP4 would go
     store = Store(args.data_dir)
-    videos = _video_files(list(args.videos), config)
+    resolve(store, args.model, resolve_device("auto"))
+    videos = _video_files(store, list(args.videos), config)
+    if args.out:
+        distinct_files([(str(Path(args.out) / name), "--out") for name in _out_names(videos)], videos)
     ids = [_stored_video_id(store, video) for video in videos]
     settings = jobs.track_many_settings(store, ids, model=args.model, **cluster, **config)
     run_id = jobs.create_track_many_run(store, settings)
@@ -118,11 +126,18 @@ def cmd_track_many(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
+    """``track-many --resume RUN_ID``: its videos not done, with the run's own settings."""
     from . import jobs
+    from .cli import track_config
     from .store import Store
 
-    if args.videos:
-        raise ValueError("--resume: give no VIDEO (the run keeps its own)")
+    ignored = [option for option, given in (("VIDEO", args.videos), ("--out", args.out),
+                                            ("--ray", args.ray != "local"), ("--model", args.model != "active"))
+               if given]
+    if ignored or track_config(args):
+        raise ValueError(f"--resume: a resumed run keeps its videos and settings; give it alone, not "
+                         f"{', '.join(ignored) or 'tracker options'}")
+    refuse_cluster_options(args, "a resumed run keeps its settings; give --resume alone")
     store = Store(args.data_dir)
     run = store.run(args.resume)
     if run.kind != "track-many":
@@ -153,10 +168,14 @@ def _run_and_report(args: argparse.Namespace, store: Any, run_id: int, videos: l
 
 
 def _out_names(videos: list[str]) -> list[str]:
-    """NAME.tracked.mp4 per video, NAME-2, NAME-3... where two given files share a name."""
-    stems = [Path(video).stem for video in videos]
-    return [f"{stem}{f'-{stems[:i].count(stem) + 1}' if stems.count(stem) > 1 else ''}.tracked.mp4"
-            for i, stem in enumerate(stems)]
+    """NAME.tracked.mp4 per video; NAME-2, NAME-3... where that name is taken already."""
+    names: list[str] = []
+    for video in videos:
+        stem, n = Path(video).stem, 1
+        while (name := f"{stem}{f'-{n}' if n > 1 else ''}.tracked.mp4") in names:
+            n += 1
+        names.append(name)
+    return names
 
 
 def _video_report(store: Any, child: Any, video: str, out: Path | None) -> dict[str, Any]:

@@ -15,8 +15,10 @@ import contextlib
 import hashlib
 import logging
 import os
+import signal
 import socket
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +57,10 @@ def import_ray() -> Any:
 
 
 def check_address(address: str | None) -> str | None:
-    """``address`` of a running Ray cluster in one form: None for a local Ray on this machine
-    (None, '' or 'local'), 'auto' (the cluster this machine already runs), ``HOST:PORT`` (the head's
-    GCS port, 6379 by default) or ``ray://HOST:PORT`` (Ray Client, 10001 by default).
+    """``address`` of a Ray cluster in one form: None for a local Ray on this machine (None, '' or
+    'local'), else ``HOST:PORT`` of a running cluster's head (its GCS port, 6379 by default), which
+    this machine must have joined (``ray start --address HOST:PORT``). Ray Client (``ray://``) needs
+    packages requirements-ray.txt does not install, so it is refused.
 
     Raises:
         ValueError: anything else (the message shows the forms).
@@ -65,17 +68,15 @@ def check_address(address: str | None) -> str | None:
     text = (address or "").strip()
     if text in ("", "local"):
         return None
-    if text == "auto":
-        return text
-    parts = urlsplit(text if "://" in text else f"//{text}")
+    parts = urlsplit(f"//{text}")
     try:
         port = parts.port
     except ValueError:
         port = None
-    if parts.scheme not in ("", "ray") or not parts.hostname or port is None or parts.path not in ("", "/"):
-        raise ValueError(f"--ray: expected HOST:PORT (the head's port, e.g. 10.0.0.5:6379), ray://HOST:PORT, "
-                         f"'auto' or 'local', got {address!r}")
-    return text.rstrip("/")
+    if "://" in text or not parts.hostname or port is None or parts.path:
+        raise ValueError(f"--ray: expected HOST:PORT of a Ray cluster's head (e.g. 10.0.0.5:6379) or 'local', "
+                         f"got {address!r}")
+    return text
 
 
 def cluster_settings(ray: str | None = None, workers: int | None = None, threads: int = 1,
@@ -95,6 +96,9 @@ def cluster_settings(ray: str | None = None, workers: int | None = None, threads
                                      or not 0 <= gpu_fraction <= 1):
         raise ValueError(f"gpu_fraction: expected a number from 0 to 1, got {gpu_fraction!r}")
     address = check_address(ray)
+    if address is None and workers is not None and workers > (os.cpu_count() or 1):
+        raise ValueError(f"workers: expected 1 to {os.cpu_count() or 1} tasks at once on this machine's cores (each "
+                         f"is a whole torch process of about a GB), got {workers}")
     if address is None and gpu_fraction and not _local_gpus():  # said now, not after the work is queued
         raise ValueError(f"gpu_fraction: {gpu_fraction:g} of a GPU per task, but this machine (a local Ray) has no GPU")
     return {"address": address, "workers": workers, "threads": threads,
@@ -122,29 +126,43 @@ def allowed_address(store: Any, address: str | None) -> str | None:
     from .accounts import PermissionDenied
 
     address = check_address(address)
-    if address is None or address == check_address(os.environ.get(ADDRESS_ENV) or None):
+    if address is None:
+        return address
+    try:
+        configured = check_address(os.environ.get(ADDRESS_ENV) or None)
+    except ValueError:
+        raise ValueError(f"{ADDRESS_ENV}: expected HOST:PORT of a Ray cluster's head, got "
+                         f"{os.environ.get(ADDRESS_ENV)!r}") from None
+    if address == configured:
         return address
     try:
         store.require("settings")
     except PermissionDenied:
-        raise PermissionDenied(f"--ray: only an admin may send work to a Ray cluster other than this server's "
-                               f"own or the one in {ADDRESS_ENV}") from None
+        raise PermissionDenied(f"Ray cluster: only an admin may send work to a cluster other than this server's "
+                               f"own Ray or the one in {ADDRESS_ENV}") from None
     return address
 
 
 def require_reachable(address: str | None, seconds: float = CONNECT_SECONDS) -> None:
-    """Raise ValueError in about ``seconds`` when nothing listens at a ``HOST:PORT`` / ``ray://`` address
-    (Ray itself would retry for a minute or more); a local Ray and 'auto' are left to Ray."""
-    if address in (None, "auto"):
+    """Raise ValueError within about ``seconds`` unless a gRPC server (what a Ray head's GCS port
+    is) answers at ``HOST:PORT``: Ray itself would retry for minutes, also at a port where something
+    else listens. A local Ray (None) is left to Ray."""
+    if address is None:
         return
-    parts = urlsplit(address if "://" in address else f"//{address}")  # type: ignore[operator]
+    parts = urlsplit(f"//{address}")
     try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=seconds):
-            return
+        with socket.create_connection((parts.hostname, parts.port), timeout=seconds) as conn:
+            conn.settimeout(seconds)
+            # HTTP/2's client preface and an empty SETTINGS frame: a gRPC server's first frame is SETTINGS
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            head = conn.recv(9)
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise ValueError(f"no Ray cluster answers at {address} ({reason} within {seconds:g} s): start one there "
                          f"with `ray start --head`, or leave out --ray for a local Ray on this machine") from None
+    if len(head) < 9 or head[3] != 0x04:
+        raise ValueError(f"something answers at {address}, but not a Ray cluster's head (no gRPC): give the port "
+                         f"`ray start --head` printed (6379 by default)")
 
 
 @dataclass(frozen=True)
@@ -188,7 +206,7 @@ def connect(address: str | None, workers: int | None = None, threads: int = 1,
     """A Ray session for one job, shut down at the end.
 
     ``address``: :func:`check_address`'s forms (None starts a local Ray with ``workers`` task slots,
-    default: one per core). Each task gets ``threads`` CPU threads (torch's) and, with
+    default: one per core; never the cluster ``$RAY_ADDRESS`` names). Each task gets ``threads`` CPU threads (torch's) and, with
     ``gpu_fraction`` > 0, that share of a GPU; None: 0.5 when the cluster has GPUs (two tasks share one),
     else 0.
 
@@ -206,12 +224,16 @@ def connect(address: str | None, workers: int | None = None, threads: int = 1,
                                "logging_level": logging.ERROR}
     if address is None:
         options["num_cpus"] = (workers or os.cpu_count() or 1) * threads
+    ours = signal.getsignal(signal.SIGTERM)
     try:
         # 'local' starts a Ray here: None would join $RAY_ADDRESS or the last `ray start` on this machine
         ray.init(address=address or "local", **options)
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         raise ValueError(f"could not start or reach Ray at {address or 'this machine'}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, ours)  # Ray installs its own; a job's SIGTERM must end it "interrupted"
     try:
         gpus = float(ray.cluster_resources().get("GPU", 0))
         if gpu_fraction is None:

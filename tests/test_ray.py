@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -87,8 +88,9 @@ def test_worker_killed_mid_video_is_run_again(tmp_path):
     reader.start()
     line = wait_for(lambda: next((x for x in lines if "runs on the Ray worker" in x), None), 120, "a worker")
     os.kill(int(line.rsplit("pid ", 1)[1]), signal.SIGKILL)
-    out, _ = proc.communicate(timeout=300)
-    reader.join(10)
+    out = proc.stdout.read()  # not communicate(): it would read stderr too, taking lines from the reader
+    proc.wait(timeout=300)
+    reader.join(30)
     assert proc.returncode == 0, "".join(lines)
     assert any("ended; Ray runs it again" in x for x in lines), "".join(lines)
     report = json.loads(out)["videos"][0]
@@ -158,6 +160,18 @@ def test_unreachable_cluster_is_one_line_within_seconds_and_stores_nothing(tmp_p
     assert result.stderr.startswith("error: no Ray cluster answers at 127.0.0.1:9") and \
         len(result.stderr.splitlines()) == 1, result.stderr
     assert not (data / "videos").exists()
+    # something else listening there (Ray itself would retry for minutes): not a Ray head, said at once
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+        threading.Thread(target=answer, daemon=True).start()
+        port = server.getsockname()[1]
+        other = cli("track-many", str(videos[0]), "--ray", f"127.0.0.1:{port}", data_dir=data)
+    assert other.returncode == 2 and "not a Ray cluster's head" in other.stderr, other.stderr
+    assert not (data / "videos").exists()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -165,6 +179,9 @@ def test_unreachable_cluster_is_one_line_within_seconds_and_stores_nothing(tmp_p
     (["--gpu-fraction", "2"], "--gpu-fraction: expected a number from 0 to 1"),
     (["--ray", "nowhere"], "--ray: expected HOST:PORT"),
     (["--ray", "http://10.0.0.5:6379"], "--ray: expected HOST:PORT"),
+    (["--ray", "ray://10.0.0.5:10001"], "--ray: expected HOST:PORT"),  # Ray Client needs grpcio: not installed
+    (["--ray", "auto"], "--ray: expected HOST:PORT"),
+    (["--workers", "999"], "workers: expected 1 to"),
     (["--threads-per-task", "0"], "--threads-per-task: expected"),
     (["--tiles", "0x3"], "tiles"),
     pytest.param(["--gpu-fraction", "0.5"], "this machine (a local Ray) has no GPU",
@@ -196,24 +213,27 @@ def test_only_an_admin_sends_work_to_another_cluster(tmp_path, videos, monkeypat
     trainer any cluster but the server's own Ray and the one the admin named in COWDETECT_RAY_ADDRESS."""
     from cowdetect import jobs
     from cowdetect.accounts import PermissionDenied, User
+    from cowdetect.cluster import allowed_address
 
     store = Store(tmp_path / "data")
     video, _ = jobs.add_video(store, videos[0].read_bytes(), videos[0].name)
     store.add_user("ada", "admin", "admin password")
     store.as_user(User("ada", "admin")).add_user("tim", "trainer", "trainer password")
-    trainer = store.as_user(User("tim", "trainer"))
+    trainer, admin = store.as_user(User("tim", "trainer")), store.as_user(User("ada", "admin"))
     monkeypatch.delenv("COWDETECT_RAY_ADDRESS", raising=False)
     with pytest.raises(PermissionDenied, match="only an admin"):
         jobs.track_many_settings(trainer, [video.id], model="pretrained", ray="10.1.2.3:6379")
     with pytest.raises(PermissionDenied, match="only an admin"):
         jobs.prelabel_settings(trainer, model="pretrained", unlabeled=True, ray="10.1.2.3:6379")
     assert jobs.track_many_settings(trainer, [video.id], model="pretrained")["cluster"]["address"] is None
+    assert allowed_address(admin, "10.9.9.9:6379") == "10.9.9.9:6379"
     monkeypatch.setenv("COWDETECT_RAY_ADDRESS", "10.1.2.3:6379")
-    allowed = jobs.track_many_settings(trainer, [video.id], model="pretrained", ray="10.1.2.3:6379")
-    assert allowed["cluster"]["address"] == "10.1.2.3:6379"
-    admin = store.as_user(User("ada", "admin"))
-    assert jobs.track_many_settings(admin, [video.id], model="pretrained", ray="ray://10.9.9.9:10001")[
-        "cluster"]["address"] == "ray://10.9.9.9:10001"
+    assert allowed_address(trainer, "10.1.2.3:6379") == "10.1.2.3:6379"
+    with pytest.raises(PermissionDenied, match="only an admin"):
+        allowed_address(trainer, "10.1.2.4:6379")
+    monkeypatch.setenv("COWDETECT_RAY_ADDRESS", "not an address")
+    with pytest.raises(ValueError, match="COWDETECT_RAY_ADDRESS: expected HOST:PORT"):
+        allowed_address(trainer, "10.1.2.4:6379")
 
 
 def test_track_page_tracks_several_videos_on_ray(tmp_path, videos, monkeypatch):
@@ -268,21 +288,36 @@ def test_a_broken_video_fails_alone_and_one_videos_stop_cancels_its_task(tmp_pat
     assert parent.status == "failed" and f"run {second.id}" in parent.error
 
 
-def test_ctrl_c_of_the_driver_interrupts_the_run_and_its_videos(tmp_path):
+def test_sigterm_of_the_driver_interrupts_the_run_and_its_videos(tmp_path):
+    """Ray installs its own SIGTERM handler: the driver puts cowdetect's back, so a terminated job
+    ends interrupted (resumable), not failed with a C++ abort."""
     from cowdetect import jobs
 
     data = tmp_path / "data"
-    files = [write_video(tmp_path / f"v{seed}.mp4", seed, 3.0) for seed in (9, 10)]
-    proc = subprocess.Popen([sys.executable, "-m", "cowdetect", "track-many", *map(str, files), "--model",
-                             "pretrained", "--detect-every", "1", "--workers", "1", "--data-dir", str(data)],
+    store = Store(data)
+    ids = [jobs.add_video(store, write_video(tmp_path / f"v{seed}.mp4", seed, 3.0).read_bytes(), f"v{seed}.mp4")[0].id
+           for seed in (9, 10)]
+    run_id = jobs.create_track_many_run(store, jobs.track_many_settings(store, ids, model="pretrained", workers=1,
+                                                                       detect_every=1))
+    # the app's worker process (the page's Start), which turns SIGTERM into an orderly end
+    proc = subprocess.Popen([sys.executable, "-m", "cowdetect", "worker", str(run_id), "--data-dir", str(data)],
                             env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    store = wait_for(lambda: (data / "cowdetect.sqlite").exists() and Store(data), 60, "the data folder")
-    parent = wait_for(lambda: next((r for r in store.runs("track-many") if r.iteration > 0), None), 120, "progress")
-    proc.send_signal(signal.SIGINT)
+    parent = wait_for(lambda: (run := store.run(run_id)).iteration > 0 and run, 120, "progress")
+    proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "interrupted" in err
+    assert proc.returncode == 130 and "interrupted" in err, err
     assert store.run(parent.id).status == "interrupted"
     assert {c.status for c in jobs.track_many_children(store, parent.id)} == {"interrupted"}
+
+
+def test_resume_takes_no_other_settings_and_out_names_never_collide():
+    from cowdetect.cli_ray import _out_names
+
+    for args in (["--workers", "2"], ["--model", "pretrained"], ["--detect-every", "1"], ["x.mp4"]):
+        result = cli("track-many", "--resume", "1", *args)
+        assert result.returncode == 2 and "a resumed run keeps" in result.stderr, result.stderr
+    assert _out_names(["x/a.mp4", "y/a.mp4", "a-2.mp4", "b.mov"]) == [
+        "a.tracked.mp4", "a-2.tracked.mp4", "a-2-2.tracked.mp4", "b.tracked.mp4"]
 
 
 def test_a_video_run_another_process_runs_is_left_to_it(tmp_path, videos):

@@ -28,9 +28,11 @@ def track_many_section(store: Store) -> None:
         model = model_picker(store, key="many_model")
         c1, c2 = st.columns([3, 1])
         address = c1.text_input("Ray cluster", os.environ.get(ADDRESS_ENV, ""), key="many_ray",
-                                help="HOST:PORT of a running cluster's head, or empty for a Ray on this server. "
-                                     f"Other than {ADDRESS_ENV}'s, only an admin may send work elsewhere.")
-        workers = c2.number_input("Tasks at once (this server)", 1, 64, min(2, os.cpu_count() or 1), key="many_workers")
+                                help="HOST:PORT of a running cluster's head that this server has joined, or empty for "
+                                     f"a Ray on this server. Other than {ADDRESS_ENV}'s, only an admin may send work "
+                                     "elsewhere.")
+        cores = os.cpu_count() or 1
+        workers = c2.number_input("Tasks at once (this server)", 1, cores, min(2, cores), key="many_workers")
         go = st.form_submit_button("Track on Ray", type="primary", disabled=not may_run(store, "track-many"))
     if go:
         start_run(store, lambda: jobs.track_many_settings(store, list(chosen), model=model, ray=address or None,

@@ -246,7 +246,7 @@ class _RayPrelabel:
             if todo:
                 self.records[key] = todo
                 yield key, (self.model, self.cluster.device, [r.path.read_bytes() for r in todo],
-                            self.settings["tiles"])
+                            [r.id for r in todo], self.settings["tiles"])
 
     def on_result(self, key: int, found: list[tuple[Any, Any, Any]]) -> None:
         vocab = self.store.class_names()
@@ -257,7 +257,7 @@ class _RayPrelabel:
             self.done += 1
 
     def on_error(self, key: int, reason: str) -> None:
-        raise ValueError(f"images {', '.join(str(r.id) for r in self.records[key])}: {reason}")
+        raise ValueError(reason)  # names the image (as a run on this machine does): the run fails, resumable
 
     def on_poll(self) -> bool:
         total = max(self.total, self.done)
@@ -265,12 +265,12 @@ class _RayPrelabel:
         return self.ticker.report(self.done, total) if self.ticker.due(self.done, total + 1) else True
 
 
-def detect_on_worker(model: tuple[bytes, str], device: str, images: list[bytes], tiles: str
+def detect_on_worker(model: tuple[bytes, str], device: str, images: list[bytes], ids: list[int], tiles: str
                      ) -> list[tuple[Any, Any, Any]]:
     """A Ray task: the model's raw boxes (xyxy px, class ids in the model's names, scores) for each
-    image (an image file's bytes). Touches no data folder."""
+    image (an image file's bytes; ``ids`` the store's, which messages name). Touches no data folder."""
     from .. import cluster as clusters
 
     box = clusters.open_model(*model, device)
-    found = _detect(box, [load_image(data, name=f"image {i}") for i, data in enumerate(images)], tiles)
+    found = _detect(box, [load_image(data, name=str(i)) for data, i in zip(images, ids)], tiles)
     return [(d.xyxy, d.class_id, d.score) for d in found]

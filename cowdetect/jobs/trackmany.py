@@ -28,7 +28,7 @@ from typing import Any, Iterator
 from .. import cluster as clusters
 from ..config import TrackConfig, from_dict
 from ..detector import DetectorBox, resolve_device
-from ..files import atomic_write_bytes, pid_alive
+from ..files import atomic_write_bytes, pid_alive, remove_abandoned
 from ..framecache import FrameDetections
 from ..images import encode_image
 from ..models import resolve
@@ -295,9 +295,10 @@ def track_on_worker(video: bytes, name: str, model: tuple[bytes, str], device: s
     worker; returns the run's files (bytes by :data:`TRACK_FILES` key), the summary, the counts and
     the detections file (``kept``'s frames and the new ones). Touches no data folder."""
     box = clusters.open_model(*model, device)
-    with tempfile.TemporaryDirectory(prefix="cowdetect-") as scratch:
+    remove_abandoned(Path(tempfile.gettempdir()), "cowdetect-")  # what workers killed mid-video left
+    with tempfile.TemporaryDirectory(prefix=f"cowdetect-{os.getpid()}-") as scratch:
         folder = Path(scratch)
-        source = folder / Path(name).name
+        source = folder / (Path(name).stem[:100] + Path(name).suffix)  # a file system's name limit is 255 bytes
         source.write_bytes(video)
         (folder / "detections.f32").write_bytes(kept)
         paths = {key_: folder / file for key_, file in TRACK_FILES.items()}
