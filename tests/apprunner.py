@@ -65,6 +65,43 @@ def serve_app(data_dir: Path, timeout: float = 60.0, options: tuple[str, ...] = 
             proc.kill()
 
 
+def settle(page, timeout: float = 60) -> None:
+    """Wait until the app's run is over and every element on the page is from it (none stale):
+    a person clicks what the page shows; a button still drawn by the run before belongs to the
+    previous image, and the page ignores a click on it."""
+    deadline, quiet = time.monotonic() + timeout, 0
+    running = ('[data-stale="true"], [data-testid="stStatusWidgetRunningIcon"], '
+               '[data-testid="stStatusWidgetRunningManIcon"]')
+    while quiet < 3:
+        quiet = 0 if page.locator(running).count() else quiet + 1
+        assert time.monotonic() < deadline, "the page did not settle"
+        page.wait_for_timeout(100)
+
+
+def set_slider(page, value: float, timeout: float = 60) -> None:
+    """Move the page's first slider to ``value`` one key press at a time, each on the slider the
+    settled page shows: a press that lands while a rerun redraws it is lost, so the value is read
+    back, not assumed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        settle(page)
+        slider = page.get_by_role("slider").first
+        now = float(page.locator('[data-testid="stSliderThumbValue"]').first.inner_text(timeout=30_000))
+        if abs(now - value) < 1e-6:
+            return
+        assert time.monotonic() < deadline, f"the slider stays at {now}, not {value}"
+        slider.focus()
+        slider.press("ArrowLeft" if now > value else "ArrowRight")
+
+
+def click(page, locator, timeout: float = 60) -> None:
+    """Click ``locator`` on the settled page: a click on a button that a still-running rerun is
+    about to replace is lost (the app never hears it), as a person's would be; they click what
+    the finished page shows."""
+    settle(page, timeout)
+    locator.click(timeout=timeout * 1000)
+
+
 @contextlib.contextmanager
 def demo_app(data_dir: Path, **demo: Any) -> Iterator[tuple[str, Any]]:
     """Chromium checked, a small demo data folder made, the app served: yields (url, store)."""

@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 
-from apprunner import CHROMIUM, CHROMIUM_ARGS, require_chromium, serve_app
+from apprunner import CHROMIUM, CHROMIUM_ARGS, click, require_chromium, serve_app
 from cowdetect.demo import demo_image
 from cowdetect.images import encode_image
 from cowdetect.import_roots import NOT_ALLOWED
@@ -54,39 +54,39 @@ def test_upload_images_then_import_coco(tmp_path, monkeypatch):
         page.get_by_text("No images yet").wait_for(timeout=60_000)
 
         panel = page.get_by_role("tabpanel").first
-        panel.get_by_role("button", name="Add images").click()
+        click(page, panel.get_by_role("button", name="Add images"))
         page.get_by_text("Choose some images or zips first.").wait_for(timeout=30_000)
         panel.locator('input[type="file"]').set_input_files(
             [str(tmp_path / "field.png"), str(tmp_path / "barn.jpg"), str(tmp_path / "broken.jpg")])
         page.get_by_text("broken.jpg", exact=True).wait_for(timeout=30_000)  # listed by the uploader
-        panel.get_by_role("button", name="Add images").click()
+        click(page, panel.get_by_role("button", name="Add images"))
         page.get_by_text("2 images added (0 boxes), 0 already stored, 1 skipped").wait_for(timeout=30_000)
         page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)  # the skipped file and why
         assert store.count_images() == 2
 
-        page.get_by_role("tab", name="Import COCO").click()
+        click(page, page.get_by_role("tab", name="Import COCO"))
         panel = page.get_by_role("tabpanel", name="Import COCO")
         inputs = panel.locator('input[type="file"]')
         inputs.nth(0).set_input_files(str(coco_json))
         page.get_by_text("cows.json", exact=True).wait_for(timeout=30_000)
-        panel.get_by_role("button", name="Import COCO").click()
+        click(page, panel.get_by_role("button", name="Import COCO"))
         no_images = page.get_by_text("give the images: a zip of them, or their folder on this server")
         no_images.wait_for(timeout=30_000)
         folder = panel.get_by_label("…or the images folder on this server", exact=False)
         for where in (tmp_path / "no-such-folder", tmp_path):  # missing, and existing but outside
             folder.fill(str(where))
-            panel.get_by_role("button", name="Import COCO").click()
+            click(page, panel.get_by_role("button", name="Import COCO"))
             page.get_by_text(NOT_ALLOWED).wait_for(timeout=30_000)
             no_images.wait_for(state="detached", timeout=30_000)
             folder.fill("")
-            panel.get_by_role("button", name="Import COCO").click()
+            click(page, panel.get_by_role("button", name="Import COCO"))
             no_images.wait_for(timeout=30_000)
             page.get_by_text(NOT_ALLOWED).wait_for(state="detached", timeout=30_000)
         assert store.count_images() == 2  # nothing stored by the refused imports
 
         inputs.nth(1).set_input_files(str(coco_zip))
         page.get_by_text("cows.zip", exact=True).wait_for(timeout=30_000)
-        panel.get_by_role("button", name="Import COCO").click()
+        click(page, panel.get_by_role("button", name="Import COCO"))
         with_cows = len({a["image_id"] for a in annotations})  # an image without a cow is not imported
         page.get_by_text(f"{with_cows} images added ({len(annotations)} boxes), 0 already stored").wait_for(
             timeout=30_000)

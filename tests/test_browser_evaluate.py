@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from apprunner import demo_app
+from apprunner import click, demo_app
 from conftest import add_tiny_model
 from cowdetect import jobs
 
@@ -33,7 +33,7 @@ def test_compare_two_versions_and_open_the_worst_image(tmp_path):
             # click 2: the worst image's link above the per-image table
             worst = sorted(jobs.cached_evaluation(store, jobs.evaluation_settings(store, "after", "test"))
                            .metrics["per_image"], key=lambda r: (r["ap"] < 0, r["ap"], -r["fn"]))[0]
-            page.get_by_role("link", name=re.compile(f"Image #{worst['image_id']}:")).click()
+            click(page, page.get_by_role("link", name=re.compile(f"Image #{worst['image_id']}:")))
             page.get_by_text("Missed cows").wait_for(timeout=60_000)
             assert page.get_by_text(f"#{worst['image_id']} ").count()
             missed = page.locator('[data-testid="stMetric"]').filter(has_text="Missed cows").inner_text()

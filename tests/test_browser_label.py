@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ui
-from apprunner import CHROMIUM, CHROMIUM_ARGS, require_chromium, serve_app
+from apprunner import CHROMIUM, CHROMIUM_ARGS, click, require_chromium, serve_app, set_slider, settle
 from cowdetect.demo import demo_image
 from cowdetect.images import encode_image
 from cowdetect.store import Store
@@ -41,35 +41,6 @@ def caption(page) -> str:
     return page.get_by_text(re.compile(r"^Image \d+ of \d+")).first.inner_text(timeout=30_000)
 
 
-def settle(page, timeout: float = 60) -> None:
-    """Wait until the app's run is over and every element on the page is from it (none stale):
-    a person clicks what the page shows; a button still drawn by the run before belongs to the
-    previous image, and the page ignores a click on it."""
-    deadline, quiet = time.monotonic() + timeout, 0
-    running = ('[data-stale="true"], [data-testid="stStatusWidgetRunningIcon"], '
-               '[data-testid="stStatusWidgetRunningManIcon"]')
-    while quiet < 3:
-        quiet = 0 if page.locator(running).count() else quiet + 1
-        assert time.monotonic() < deadline, "the page did not settle"
-        page.wait_for_timeout(100)
-
-
-def set_slider(page, value: float, timeout: float = 60) -> None:
-    """Move the page's first slider to ``value`` one key press at a time, each on the slider the
-    settled page shows: a press that lands while a rerun redraws it is lost, so the value is read
-    back, not assumed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        settle(page)
-        slider = page.get_by_role("slider").first
-        now = float(page.locator('[data-testid="stSliderThumbValue"]').first.inner_text(timeout=30_000))
-        if abs(now - value) < 1e-6:
-            return
-        assert time.monotonic() < deadline, f"the slider stays at {now}, not {value}"
-        slider.focus()
-        slider.press("ArrowLeft" if now > value else "ArrowRight")
-
-
 def box_count(page) -> int:
     """The number of boxes the caption under the canvas shows ("3 boxes (1 suggested, orange) · saved")."""
     text = page.get_by_text(re.compile(r"^\d+ boxes")).first.inner_text(timeout=30_000)
@@ -97,7 +68,7 @@ def show(page, store, record) -> None:
         before = caption(page)
         if f"{record.original_name} ·" in before:
             break
-        page.get_by_role("button", name="Next ▶").click()
+        click(page, page.get_by_role("button", name="Next ▶"))
         deadline = time.monotonic() + 30
         while caption(page) == before:
             assert time.monotonic() < deadline, "Next did not move"
@@ -134,7 +105,7 @@ def drag(page, ax: float, ay: float, bx: float, by: float) -> None:
 
 def save_and_wait(page, store, record, version) -> None:
     """Click Save; wait until the store has the new version and the page shows it as saved."""
-    page.get_by_role("button", name="Save").first.click()
+    click(page, page.get_by_role("button", name="Save").first)
     deadline = time.monotonic() + 30
     while store.version(record.id) == version:
         if time.monotonic() > deadline:
@@ -174,7 +145,7 @@ def test_suggest_delete_one_save_and_timings(served):
     for n, record in enumerate(demo[3:]):  # with suggestions: Suggest, delete one, Save
         show(page, store, record)
         started = time.perf_counter()
-        page.get_by_role("button", name="Suggest boxes").click()
+        click(page, page.get_by_role("button", name="Suggest boxes"))
         try:
             page.get_by_text("suggested, orange").wait_for(timeout=120_000)
         except Exception:
@@ -188,7 +159,7 @@ def test_suggest_delete_one_save_and_timings(served):
         assert 2 <= count <= len(boxes), (count, boxes)
         edit = page.get_by_role("button", name="Edit", exact=True)
         if edit.get_attribute("aria-pressed") != "true":
-            edit.click()
+            click(page, edit)
         # select the first suggestion where no other box overlaps it, then delete it
         target = next((b for b in boxes if all(ui.box_iou(b, o) == 0 for o in boxes if o is not b)), boxes[0])
         canvas = page.locator("canvas.upper-canvas >> visible=true").first
@@ -197,9 +168,9 @@ def test_suggest_delete_one_save_and_timings(served):
         css = where["width"] / width
         page.mouse.click(round(where["x"] + (target[0] + target[2]) / 2 * scale * css),
                          round(where["y"] + (target[1] + target[3]) / 2 * scale * css))
-        page.get_by_role("button", name="Delete selected").click()
+        click(page, page.get_by_role("button", name="Delete selected"))
         wait_for_boxes(page, count - 1)
-        edit.click()  # back to drawing
+        click(page, edit)  # back to drawing
         save_and_wait(page, store, record, 0)
         suggested.append(time.perf_counter() - started)
         assert len(store.boxes(record.id)) == count - 1, (n, count)

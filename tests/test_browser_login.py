@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from apprunner import CHROMIUM, CHROMIUM_ARGS, require_chromium, serve_app
+from apprunner import CHROMIUM, CHROMIUM_ARGS, click, require_chromium, serve_app
 from cowdetect.store import Store
 from ui.auth import COOKIE, ENDED, WRONG
 
@@ -25,7 +25,7 @@ def served(tmp_path_factory):
 def log_in(page, name: str, password: str) -> None:
     page.get_by_label("Name", exact=True).fill(name)
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Log in").click()
+    click(page, page.get_by_role("button", name="Log in"))
 
 
 def test_log_in_reload_log_out(served):
@@ -56,7 +56,7 @@ def test_log_in_reload_log_out(served):
         page.get_by_role("heading", name="Data").wait_for(timeout=60_000)
         page.get_by_text("signed in as").wait_for(timeout=30_000)
 
-        page.get_by_role("button", name="Log out").click()
+        click(page, page.get_by_role("button", name="Log out"))
         page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
         page.wait_for_function(f"!document.cookie.includes('{COOKIE}=')", timeout=30_000)
         page.reload()

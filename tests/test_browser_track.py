@@ -8,9 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from apprunner import CHROMIUM, CHROMIUM_ARGS, require_chromium, serve_app
+from apprunner import CHROMIUM, CHROMIUM_ARGS, click, require_chromium, serve_app, settle
 from conftest import add_tiny_model
-from test_browser_label import settle
 from cowdetect.demo import render_video
 from cowdetect.store import Store
 from cowdetect.video import write_video
@@ -52,7 +51,7 @@ def test_upload_track_and_play(tmp_path, browser, served):
     assert [v.original_name for v in store.videos()] == ["cows.mp4"]
     # a counting line dragged with the mouse on the first frame (320x180 shown 2.25x: 720x405 canvas px),
     # bottom to top: kept with the video in frame pixels, and counted by the run
-    page.get_by_text("Counting lines and zones").first.click()
+    click(page, page.get_by_text("Counting lines and zones").first)
     surface = page.locator("canvas.upper-canvas >> visible=true").first
     surface.wait_for(timeout=30_000)
     settle(page)  # a drag on a canvas a still-running rerun replaces is lost
@@ -62,12 +61,11 @@ def test_upload_track_and_play(tmp_path, browser, served):
     page.mouse.move(box["x"] + 360, box["y"] + 200, steps=5)
     page.mouse.move(box["x"] + 360, box["y"] + 9, steps=5)
     page.mouse.up()
-    page.get_by_role("button", name="Add this line").click()
+    click(page, page.get_by_role("button", name="Add this line"))
     page.get_by_text("Added line line1").wait_for(timeout=30_000)
     ((x1, y1), (x2, y2)) = store.videos()[0].geometry["lines"][0]["points"]
     assert (x1, y1, x2, y2) == pytest.approx((160, 176, 160, 4), abs=1.5)
-    settle(page)  # a click on the form a still-running rerun replaces is lost
-    page.get_by_role("button", name="Track", exact=True).click()
+    click(page, page.get_by_role("button", name="Track", exact=True))
     player = page.locator("video").first
     player.wait_for(timeout=180_000)
     run = store.runs("track")[0]
@@ -100,7 +98,7 @@ def test_upload_over_the_size_limit_is_refused(tmp_path, browser, served):
     page.get_by_text("Upload a video").first.wait_for(timeout=60_000)
     uploader = page.get_by_text("Video of cows").first
     if before:  # with videos stored, the upload expander starts closed: open it, as a person would
-        page.get_by_text("Upload a video").first.click()
+        click(page, page.get_by_text("Upload a video").first)
     uploader.wait_for(timeout=30_000)
     page.locator('input[type="file"]').first.set_input_files(str(big))
     page.get_by_text(re.compile(rf"must be {LIMIT_MB}(\.0)?\s?MB or smaller", re.I)).first.wait_for(timeout=30_000)

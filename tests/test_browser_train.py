@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from apprunner import CHROMIUM, CHROMIUM_ARGS, demo_app
+from apprunner import CHROMIUM, CHROMIUM_ARGS, click, demo_app
 from cowdetect.store import Store
 
 ITERATIONS = 8
@@ -66,7 +66,7 @@ def test_run_survives_a_closed_tab(train_url):
             page.get_by_label("Iterations").fill(str(ITERATIONS))
             page.get_by_label("Checkpoint every").fill("4")
             page.get_by_label("Validate every").fill("4")
-            page.get_by_role("button", name="Start training").click()
+            click(page, page.get_by_role("button", name="Start training"))
             page.get_by_text(re.compile(r"[1-9]\d* points")).first.wait_for(timeout=120_000)
             first = points_shown(page)
             # the chart gains points while the page is open (the fragment reruns every 2 s)

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import ui
-from apprunner import CHROMIUM, CHROMIUM_ARGS, require_chromium, serve_app
+from apprunner import CHROMIUM, CHROMIUM_ARGS, require_chromium, serve_app, settle
 from cowdetect.detections import Detections
 from cowdetect.images import encode_image
 from cowdetect.store import Store
-from test_browser_label import box_count, caption, drag, settle, show, wait_for_boxes
+from test_browser_label import box_count, caption, drag, show, wait_for_boxes
 
 COW = (2600, 1400, 2640, 1425)  # xyxy original px of the 40x25 'cow' on the 4K frame
 SUGGESTED = [[40, 50, 160, 130], [300, 100, 420, 200]]
