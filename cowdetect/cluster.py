@@ -165,6 +165,21 @@ def require_reachable(address: str | None, seconds: float = CONNECT_SECONDS) -> 
                          f"`ray start --head` printed (6379 by default)")
 
 
+def job_cluster(store: Any, ray: str | None, workers: int | None = None, threads: int = 1,
+                gpu_fraction: float | None = None) -> dict[str, Any]:
+    """A job's cluster settings, checked before anything is stored: the arguments
+    (:func:`cluster_settings`), the user's right to the address (:func:`allowed_address`) and a
+    head answering there (:func:`require_reachable`).
+
+    Raises:
+        ValueError: a bad setting, or nothing (or no Ray) answering at the address.
+        PermissionDenied: an address only an admin may use.
+    """
+    cluster = cluster_settings(allowed_address(store, ray), workers, threads, gpu_fraction)
+    require_reachable(cluster["address"])
+    return cluster
+
+
 @dataclass(frozen=True)
 class Cluster:
     """A connected Ray: the module, where it runs and the resources each task asks for."""

@@ -76,8 +76,7 @@ def run_evaluation(store: Store, run_id: int, log: Log | None = None) -> RunReco
         ticker = Ticker(store, run_id)
         try:
             predictions = box.predict_dataset(
-                dataset, progress=lambda done, total: not ticker.due(done, total) or ticker.report(done, total),
-                tiles=settings.get("tiles", "off"))
+                dataset, progress=ticker.poll, tiles=settings.get("tiles", "off"))
         except InterruptedError as exc:
             store.update_run(run_id, status="stopped", error=str(exc), finished_at=now())
             return store.run(run_id)

@@ -130,8 +130,7 @@ def run_frames(store: Store, run_id: int, log: Log | None = None) -> RunRecord:
             after_image = store.last_image_id()
             store.update_run(run_id, metrics={"after_image": after_image})
         ticker = Ticker(store, run_id)
-        result = _import(store, settings, lambda done, total: not ticker.due(done, total)
-                         or ticker.report(done, total))
+        result = _import(store, settings, ticker.poll)
         metrics = _metrics(store, after_image, result)
         if result.stopped:
             store.update_run(run_id, status="stopped", iteration=result.frames_read, metrics=metrics,

@@ -179,6 +179,14 @@ class Ticker:
         self.store.update_run(self.run_id, iteration=done, total=max(total, done))
         return not self.store.run(self.run_id).stop_requested
 
+    def poll(self, done: int, total: int, final: bool = True) -> bool:
+        """Write progress when due (:meth:`due`); False when a stop was requested then. ``final``:
+        ``done == total`` is the end (always written); False where the caller writes the end
+        itself, e.g. a loop polled while its last result is still being stored."""
+        if not self.due(done, total if final else total + 1):
+            return True
+        return self.report(done, total)
+
 
 def install_sigterm_handler() -> None:
     """Turn SIGTERM into KeyboardInterrupt so a terminated worker marks its run interrupted."""

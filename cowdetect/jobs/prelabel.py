@@ -20,7 +20,7 @@ from ..detector import DetectorBox, resolve_device
 from ..images import load_image
 from ..models import ModelRef, coco_class_names, coco_weights_available, resolve
 from ..store import ImageRecord, RunRecord, Store, check_split, now
-from ..cluster import allowed_address, cluster_settings, require_reachable
+from ..cluster import job_cluster
 from ..tiling import tiled_label, tiles_text
 from .machinery import Log, Ticker, create_run, recorded, start, stderr_log
 
@@ -88,9 +88,7 @@ def prelabel_settings(store: Store, model: str = "active", split: str | None = N
             or not math.isfinite(score_threshold) or not 0 < score_threshold < 1:
         raise ValueError(f"score_threshold: expected a number between 0 and 1 (exclusive), got {score_threshold!r}")
     tiles = tiles_text(tiles)
-    cluster = None if ray is None else cluster_settings(allowed_address(store, ray), workers, threads, gpu_fraction)
-    if cluster is not None:
-        require_reachable(cluster["address"])
+    cluster = None if ray is None else job_cluster(store, ray, workers, threads, gpu_fraction)
     dev = resolve_device(device)
     where = f"split {split!r}" if split is not None else "the data folder"
     if not store.count_images(split, labeled=False):
@@ -180,7 +178,7 @@ def run_prelabel(store: Store, run_id: int, log: Log | None = None) -> RunRecord
                 counts["boxes"] += _store(store, record, raw, settings, run_id)
                 counts["images"] += 1
             done += len(batch)
-            if ticker.due(done, max(total, done)) and not ticker.report(done, max(total, done)):
+            if not ticker.poll(done, max(total, done)):
                 return _stop(store, run_id, done, counts)
         return _done(store, run_id, done, counts, log)
 
@@ -262,7 +260,7 @@ class _RayPrelabel:
     def on_poll(self) -> bool:
         total = max(self.total, self.done)
         # never "the end" here (Ticker writes then at once): the last chunk's boxes may still come
-        return self.ticker.report(self.done, total) if self.ticker.due(self.done, total + 1) else True
+        return self.ticker.poll(self.done, total, final=False)
 
 
 def detect_on_worker(model: tuple[bytes, str], device: str, images: list[bytes], ids: list[int], tiles: str

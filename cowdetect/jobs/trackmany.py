@@ -60,8 +60,7 @@ def track_many_settings(store: Store, video_ids: list[int], model: str = "active
     twice = sorted(v for v, n in collections.Counter(video_ids).items() if n > 1)
     if twice:
         raise ValueError(f"videos: each video once, got {', '.join(map(str, twice))} more than once")
-    cluster = clusters.cluster_settings(clusters.allowed_address(store, ray), workers, threads, gpu_fraction)
-    clusters.require_reachable(cluster["address"])
+    cluster = clusters.job_cluster(store, ray, workers, threads, gpu_fraction)
     dev = str(resolve_device(device))
     videos = [tracking_settings(store, int(v), model=model, device=dev, **config) for v in video_ids]
     return {"videos": videos, "model": videos[0]["model"], "model_label": videos[0]["model_label"],
@@ -261,7 +260,7 @@ class _Driver:
         done = self.finished + sum(self.running.values())
         total = max(self.store.run(self.run_id).total, done)
         # never "the end" here (Ticker writes then at once): the last video's files are not written yet
-        return self.ticker.report(done, total) if self.ticker.due(done, total + 1) else True
+        return self.ticker.poll(done, total, final=False)
 
     def _note_worker(self, child_id: int, where: str) -> None:
         """Log where each video runs, and when Ray runs it again elsewhere (its worker died)."""
