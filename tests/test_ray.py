@@ -259,6 +259,29 @@ def test_track_page_tracks_several_videos_on_ray(tmp_path, videos, monkeypatch):
     assert list(table["status"]) == ["done", "done"] and list(table["video"]) == [v.name for v in videos]
 
 
+@pytest.mark.parametrize("address, message", [
+    ("nowhere", "--ray: expected HOST:PORT"),
+    ("ray://10.0.0.5:10001", "--ray: expected HOST:PORT"),
+    ("127.0.0.1:9", "no Ray cluster answers at 127.0.0.1:9"),
+])
+def test_track_page_says_a_bad_cluster_address_in_one_line_and_stores_no_run(tmp_path, videos, monkeypatch,
+                                                                             address, message):
+    from conftest import open_page
+    from cowdetect import jobs
+
+    store = Store(tmp_path / "data")
+    ids = [jobs.add_video(store, v.read_bytes(), v.name)[0].id for v in videos]
+    at = open_page("track", store, monkeypatch)
+    at.radio(key="track_source").set_value("Several videos (Ray)").run()
+    at.multiselect(key="many_videos").set_value(ids)
+    at.text_input(key="many_ray").input(address)
+    next(b for b in at.button if b.label == "Track on Ray").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0], errors
+    assert store.runs() == []
+
+
 def test_a_broken_video_fails_alone_and_one_videos_stop_cancels_its_task(tmp_path, videos):
     """Three videos, one task at a time: the second's stored file is broken (its run fails with the
     decoder's reason, naming the video), the third is stopped on its own while it runs; the first is
