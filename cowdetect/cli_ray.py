@@ -30,14 +30,16 @@ def add_cluster_args(p: argparse.ArgumentParser, default: str | None) -> None:
 
 def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
     """The cluster options given, as keyword arguments of the jobs' settings functions, checked (Ray
-    installed, the address well-formed) before any work; the settings functions check that a head
-    answers there (:func:`cowdetect.cluster.job_cluster`)."""
-    from .cluster import cluster_settings, import_ray
+    installed, the address well-formed, a head answering there) before any work — before the data
+    folder is even opened. The settings functions check again (:func:`cowdetect.cluster.job_cluster`:
+    the page has no such step); when a head answers, that second probe costs a millisecond."""
+    from .cluster import cluster_settings, import_ray, require_reachable
 
     options = {"ray": args.ray, "workers": args.workers, "threads": args.threads_per_task,
                "gpu_fraction": args.gpu_fraction}
-    cluster_settings(**options)
+    address = cluster_settings(**options)["address"]
     import_ray()
+    require_reachable(address)
     return options
 
 
@@ -100,7 +102,6 @@ def cmd_track_many(args: argparse.Namespace) -> int:
     """``track-many``: store the videos, queue one run for them all, run it here (the driver)."""
     from . import jobs
     from .cli import _stored_video_id, track_config
-    from .cluster import job_cluster
     from .detector import resolve_device
     from .models import resolve
     from .store import Store
@@ -115,7 +116,6 @@ def cmd_track_many(args: argparse.Namespace) -> int:
         for name in _out_names(list(args.videos)) if output_folder(args.out, "--out").is_dir() else []:
             output_file(str(Path(args.out) / name), "--out")  # e.g. a folder where an MP4 would go
     store = Store(args.data_dir)
-    job_cluster(store, **cluster)  # the address allowed and answering before any video is stored
     resolve(store, args.model, resolve_device("auto"))
     videos = _video_files(store, list(args.videos), config)
     if args.out:

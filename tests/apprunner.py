@@ -98,6 +98,7 @@ def click(page, locator, timeout: float = 60) -> None:
     """Click ``locator`` on the settled page: a click on a button that a still-running rerun is
     about to replace is lost (the app never hears it), as a person's would be; they click what
     the finished page shows."""
+    locator.wait_for(state="visible", timeout=timeout * 1000)  # a button a later run draws: that run, then settle
     settle(page, timeout)
     locator.click(timeout=timeout * 1000)
 

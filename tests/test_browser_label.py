@@ -162,6 +162,7 @@ def test_suggest_delete_one_save_and_timings(served):
             click(page, edit)
         # select the first suggestion where no other box overlaps it, then delete it
         target = next((b for b in boxes if all(ui.box_iou(b, o) == 0 for o in boxes if o is not b)), boxes[0])
+        settle(page)  # the Edit toggle's rerun redraws the canvas; a click on the old one is lost
         canvas = page.locator("canvas.upper-canvas >> visible=true").first
         where = canvas.bounding_box()
         width, _, scale = ui.canvas_size(record.width, record.height)

@@ -159,7 +159,7 @@ def test_unreachable_cluster_is_one_line_within_seconds_and_stores_nothing(tmp_p
     assert result.returncode == 2 and time.monotonic() - started < 30
     assert result.stderr.startswith("error: no Ray cluster answers at 127.0.0.1:9") and \
         len(result.stderr.splitlines()) == 1, result.stderr
-    assert not (data / "videos").exists()
+    assert not data.exists()  # refused before the data folder is made
     # something else listening there (Ray itself would retry for minutes): not a Ray head, said at once
     with socket.create_server(("127.0.0.1", 0)) as server:
         def answer() -> None:
@@ -171,7 +171,12 @@ def test_unreachable_cluster_is_one_line_within_seconds_and_stores_nothing(tmp_p
         port = server.getsockname()[1]
         other = cli("track-many", str(videos[0]), "--ray", f"127.0.0.1:{port}", data_dir=data)
     assert other.returncode == 2 and "not a Ray cluster's head" in other.stderr, other.stderr
-    assert not (data / "videos").exists()
+    assert not data.exists()
+    # prelabel --ray: the same check, before any work
+    unreachable = cli("prelabel", "--unlabeled", "--ray", "127.0.0.1:9", data_dir=data)
+    assert unreachable.returncode == 2 and unreachable.stderr.startswith("error: no Ray cluster answers"), \
+        unreachable.stderr
+    assert not data.exists()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -179,7 +179,7 @@ class Ticker:
         self.store.update_run(self.run_id, iteration=done, total=max(total, done))
         return not self.store.run(self.run_id).stop_requested
 
-    def poll(self, done: int, total: int, final: bool = True) -> bool:
+    def poll(self, done: int, total: int, *, final: bool = True) -> bool:
         """Write progress when due (:meth:`due`); False when a stop was requested then. ``final``:
         ``done == total`` is the end (always written); False where the caller writes the end
         itself, e.g. a loop polled while its last result is still being stored."""
