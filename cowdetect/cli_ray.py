@@ -35,6 +35,8 @@ def cluster_options(args: argparse.Namespace) -> dict[str, Any]:
     the page has no such step); when a head answers, that second probe costs a millisecond."""
     from .cluster import cluster_settings, import_ray, require_reachable
 
+    if args.ray is not None and not args.ray.strip():  # an empty variable ($HEAD unset) must not mean 'local'
+        raise ValueError("--ray: expected HOST:PORT of a Ray cluster's head (e.g. 10.0.0.5:6379) or 'local', got ''")
     options = {"ray": args.ray, "workers": args.workers, "threads": args.threads_per_task,
                "gpu_fraction": args.gpu_fraction}
     address = cluster_settings(**options)["address"]
@@ -100,18 +102,19 @@ def _video_files(store: Any, videos: list[str], config: dict[str, Any]) -> list[
 
 def cmd_track_many(args: argparse.Namespace) -> int:
     """``track-many``: store the videos, queue one run for them all, run it here (the driver)."""
-    from . import jobs
     from .cli import _stored_video_id, track_config
-    from .detector import resolve_device
-    from .models import resolve
-    from .store import Store
 
     if args.resume is not None:
         return _resume(args)
     if not args.videos:
         raise ValueError("which videos? give one or more VIDEO files (or 'demo'), or --resume RUN_ID")
+    cluster = cluster_options(args)  # first: the imports after it take seconds, a bad address is said at once
     config = track_config(args)
-    cluster = cluster_options(args)
+    from . import jobs
+    from .detector import resolve_device
+    from .models import resolve
+    from .store import Store
+
     if args.out:
         for name in _out_names(list(args.videos)) if output_folder(args.out, "--out").is_dir() else []:
             output_file(str(Path(args.out) / name), "--out")  # e.g. a folder where an MP4 would go

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import signal
 import socket
 import tempfile
@@ -68,12 +69,10 @@ def check_address(address: str | None) -> str | None:
     text = (address or "").strip()
     if text in ("", "local"):
         return None
-    parts = urlsplit(f"//{text}")
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if "://" in text or not parts.hostname or port is None or parts.path:
+    # a host name or IPv4 address, or an IPv6 one in brackets, and a port: nothing else (no user@,
+    # path, query or blank), so what is probed is what Ray is given
+    form = re.fullmatch(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})", text)
+    if form is None or not 0 < int(form.group(1)) < 65536:
         raise ValueError(f"--ray: expected HOST:PORT of a Ray cluster's head (e.g. 10.0.0.5:6379) or 'local', "
                          f"got {address!r}")
     return text
@@ -155,7 +154,12 @@ def require_reachable(address: str | None, seconds: float = CONNECT_SECONDS) -> 
             conn.settimeout(seconds)
             # HTTP/2's client preface and an empty SETTINGS frame: a gRPC server's first frame is SETTINGS
             conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-            head = conn.recv(9)
+            head = b""
+            while len(head) < 9:  # a frame header may come in pieces
+                piece = conn.recv(9 - len(head))
+                if not piece:
+                    break
+                head += piece
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise ValueError(f"no Ray cluster answers at {address} ({reason} within {seconds:g} s): start one there "

@@ -186,6 +186,9 @@ def test_unreachable_cluster_is_one_line_within_seconds_and_stores_nothing(tmp_p
     (["--ray", "http://10.0.0.5:6379"], "--ray: expected HOST:PORT"),
     (["--ray", "ray://10.0.0.5:10001"], "--ray: expected HOST:PORT"),  # Ray Client needs grpcio: not installed
     (["--ray", "auto"], "--ray: expected HOST:PORT"),
+    (["--ray", ""], "--ray: expected HOST:PORT"),  # an unset variable: never a silent local Ray
+    (["--ray", "user@10.0.0.5:6379"], "--ray: expected HOST:PORT"),
+    (["--ray", "10.0.0.5:99999"], "--ray: expected HOST:PORT"),
     (["--workers", "999"], "workers: expected 1 to"),
     (["--threads-per-task", "0"], "--threads-per-task: expected"),
     (["--tiles", "0x3"], "tiles"),
