@@ -380,6 +380,8 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
         cli_ray.refuse_cluster_options(args, "they set how a pre-label run uses Ray; add --ray local or --ray ADDRESS")
     elif args.resume is not None:
         raise ValueError("--ray: a resumed run keeps where it ran; give --resume alone")
+    if args.resume is None and args.split is None and not args.unlabeled:
+        raise ValueError("which images? give --split S (its unlabeled images) or --unlabeled (every split's)")
     cluster = cli_ray.cluster_options(args) if args.ray is not None else {}  # before the data folder is opened
     store = Store(args.data_dir)
     if args.resume is not None:
@@ -389,8 +391,6 @@ def cmd_prelabel(args: argparse.Namespace) -> int:
         jobs.prepare_resume(store, args.resume)
         run_id, settings = args.resume, resumed.params
     else:
-        if args.split is None and not args.unlabeled:
-            raise ValueError("which images? give --split S (its unlabeled images) or --unlabeled (every split's)")
         settings = jobs.prelabel_settings(store, model=args.model, split=args.split, unlabeled=args.unlabeled,
                                           score_threshold=args.score_threshold, device=args.device, tiles=args.tiles,
                                           **cluster)

@@ -250,6 +250,10 @@ def connect(address: str | None, workers: int | None = None, threads: int = 1,
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         raise ValueError(f"could not start or reach Ray at {address or 'this machine'}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except SystemExit as exc:  # Ray's SIGTERM handler, in place while it starts, exits with the signal's number
+        if exc.code == signal.SIGTERM:
+            raise KeyboardInterrupt from None  # what our handler makes of SIGTERM: the run ends "interrupted"
+        raise
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, ours)  # Ray installs its own; a job's SIGTERM must end it "interrupted"

@@ -341,6 +341,37 @@ def test_sigterm_of_the_driver_interrupts_the_run_and_its_videos(tmp_path):
     assert {c.status for c in jobs.track_many_children(store, parent.id)} == {"interrupted"}
 
 
+def test_sigterm_while_ray_starts_interrupts_the_run(tmp_path):
+    """While ray.init runs, Ray's own SIGTERM handler is in place and exits with 15: the run
+    ended "failed" with the error "15". Now it ends interrupted (resumable), exit 130. The signal
+    is sent once Ray's session folder exists and before the run has any progress: Ray is starting."""
+    import shutil
+    import tempfile
+
+    from cowdetect.demo import demo_image
+
+    store = Store(tmp_path / "data")
+    for i in range(2):
+        store.add_image(demo_image(7, "train", i)[0], f"d{i}.jpg")
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "cowdetect", "prelabel", "--unlabeled", "--model", "pretrained",
+                                 "--ray", "local", "--workers", "1", "--data-dir", str(store.data_dir)],
+                                env={**ENV, "RAY_TMPDIR": str(ray_tmp)}, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: any(ray_tmp.glob("ray/session_*")), 120, "Ray starting")
+        run = store.runs("prelabel")[0]
+        assert run.iteration == 0  # nothing predicted yet: the signal lands while Ray starts
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, err)
+        assert store.run(run.id).status == "interrupted"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 def test_resume_takes_no_other_settings_and_out_names_never_collide():
     from cowdetect.cli_ray import _out_names
 
