@@ -243,21 +243,17 @@ def connect(address: str | None, workers: int | None = None, threads: int = 1,
                                "logging_level": logging.ERROR}
     if address is None:
         options["num_cpus"] = (workers or os.cpu_count() or 1) * threads
-    ours = signal.getsignal(signal.SIGTERM)
+    with _sigterm_held(ray) as signalled:
+        try:
+            # 'local' starts a Ray here: None would join $RAY_ADDRESS or the last `ray start` on this machine
+            ray.init(address=address or "local", **options)
+        except (ConnectionError, RuntimeError, TimeoutError) as exc:
+            if not signalled:
+                raise ValueError(f"could not start or reach Ray at {address or 'this machine'}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     try:
-        # 'local' starts a Ray here: None would join $RAY_ADDRESS or the last `ray start` on this machine
-        ray.init(address=address or "local", **options)
-    except (ConnectionError, RuntimeError, TimeoutError) as exc:
-        raise ValueError(f"could not start or reach Ray at {address or 'this machine'}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    except SystemExit as exc:  # Ray's SIGTERM handler, in place while it starts, exits with the signal's number
-        if exc.code == signal.SIGTERM:
-            raise KeyboardInterrupt from None  # what our handler makes of SIGTERM: the run ends "interrupted"
-        raise
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, ours)  # Ray installs its own; a job's SIGTERM must end it "interrupted"
-    try:
+        if signalled:
+            raise KeyboardInterrupt  # what our handler makes of SIGTERM: the run ends "interrupted"
         gpus = float(ray.cluster_resources().get("GPU", 0))
         if gpu_fraction is None:
             gpu_fraction = 0.5 if gpus else 0.0
@@ -267,6 +263,32 @@ def connect(address: str | None, workers: int | None = None, threads: int = 1,
         yield Cluster(ray, address, float(threads), float(gpu_fraction))
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _sigterm_held(ray: Any) -> Iterator[list[int]]:
+    """Hold a SIGTERM that arrives while Ray starts: the yielded list gets its number, to act on after.
+
+    Why: ``ray.init`` installs a handler that calls ``sys.exit(15)`` wherever the main thread is. When
+    that is a fork hook or a finalizer (it was logging's ``_releaseLock`` in CI), Python prints
+    "Exception ignored" and goes on, and the run ran to its end as if never signalled. Held, the
+    signal ends the run at one known point, a few seconds later at most. Off the main thread no
+    handler can be set (by us or Ray), so this holds nothing there.
+    """
+    signalled: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield signalled
+        return
+    utils = ray._private.utils  # Ray sets its handler through this function (ray 2.60 worker.init)
+    theirs = utils.set_sigterm_handler
+    ours = signal.signal(signal.SIGTERM, lambda signum, frame: signalled.append(signum))
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield signalled
+    finally:
+        utils.set_sigterm_handler = theirs
+        # None: a handler set outside Python, which Python cannot put back; the default then
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if ours is None else ours)
 
 
 class Board:
