@@ -103,4 +103,6 @@ if gt is not None and len(rows):
 st.dataframe(rows, hide_index=True, width="stretch")
 st.caption("pred_classes are the model's class ids: for a COCO model torchvision's category ids (1 person, "
            "18 dog, 21 cow); the seed's detectron2 numbered the 80 real categories from 0 (0 person, 16 dog, "
-           "19 cow) — the 'detectron2 id' column. Boxes are xyxy pixels.")
+           "19 cow) — the 'detectron2 id' column. Boxes are xyxy pixels."
+           + (f" {box.config.score_group[0]}'s score combines the scores of {', '.join(box.config.score_group)}: "
+              "at a few pixels COCO's SSD cannot tell these apart." if box.config.score_group else ""))

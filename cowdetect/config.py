@@ -38,6 +38,9 @@ class DetectorConfig:
     score_threshold: float = 0.05
     # Maximum detections per image (torchvision box_detections_per_img).
     max_detections: int = 100
+    # () or class names, target first: the target's score is the chance of any of them (SSD's
+    # sigmoid scores only; see cowdetect.ssd). The COCO SSD scores cow from cow, horse and sheep.
+    score_group: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # checked here because a checkpoint file carries this config: a damaged or hand-made one
@@ -47,13 +50,19 @@ class DetectorConfig:
         if isinstance(self.classes, str) or not isinstance(self.classes, (list, tuple)) or not self.classes \
                 or not all(isinstance(c, str) and c for c in self.classes):
             raise ValueError(f"classes: expected a list of class names, got {self.classes!r}")
-        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))  # numpy str_ → str: safe to load
         for name in ("min_size", "max_size", "max_detections"):
             value = getattr(self, name)
             if (value is not None or name == "max_detections") and not _positive_whole(value):
                 raise ValueError(f"{name}: expected a positive whole number, got {value!r}")
         if not isinstance(self.score_threshold, (int, float)) or not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"score_threshold: expected a number from 0 to 1, got {self.score_threshold!r}")
+        group = self.score_group
+        if not isinstance(group, (list, tuple)) or not all(isinstance(n, str) for n in group) or len(group) == 1 \
+                or len(set(group)) != len(group) or not set(group) <= set(self.classes):
+            raise ValueError(f"score_group: expected none or two or more distinct names of its classes, "
+                             f"got {repr(group)[:200]}")
+        object.__setattr__(self, "score_group", tuple(str(n) for n in group))
 
 
 def _positive_whole(value: Any) -> bool:
@@ -169,6 +178,15 @@ T = TypeVar("T")
 def to_dict(config: Any) -> dict[str, Any]:
     """A plain dict (tuples as lists) that YAML, JSON and torch's safe loader all accept."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def detector_dict(config: DetectorConfig) -> dict[str, Any]:
+    """:func:`to_dict` of a detector's config, without ``score_group`` when it is empty: a model
+    without one writes the checkpoint an older cowdetect reads, and keeps its tracking cache key."""
+    data = to_dict(config)
+    if not data["score_group"]:
+        del data["score_group"]
+    return data
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, overload
 import torch
 
 from . import models, tiling
-from .config import DEFAULT_ARCHITECTURE, GPU_ARCHITECTURE, DetectorConfig, TrainConfig, from_dict, to_dict
+from .config import DEFAULT_ARCHITECTURE, GPU_ARCHITECTURE, DetectorConfig, TrainConfig, detector_dict, from_dict
 from .data import LabeledDataset
 from .detections import BACKGROUND, Detections
 from .draw import draw_detections
@@ -113,11 +113,12 @@ class DetectorBox:
         self.device = resolve_device(device)
         set_threads(threads)
         if isinstance(weights, str) and weights == "coco":
-            models.get_architecture(architecture)
+            group = models.COCO_SCORE_GROUP if models.get_architecture(architecture).family == "ssd" else ()
             self.config = DetectorConfig(architecture, tuple(models.coco_class_names(architecture)[1:]),
-                                         min_size, max_size, score_threshold)
+                                         min_size, max_size, score_threshold, score_group=group)
             self.model = models.build_coco(architecture, min_size, max_size, score_threshold,
                                            weights_dir=weights_dir)
+            models.set_score_group(self.model, self.class_names, group)
         elif weights is None:
             cfg = DetectorConfig(architecture, tuple(classes or ("cow",)), min_size, max_size, score_threshold)
             self.config = cfg
@@ -145,7 +146,9 @@ class DetectorBox:
         dev = resolve_device(device)
         architecture = models.pretrained_architecture(dev)
         box = cls(architecture, weights="coco", classes=classes, device=str(dev), weights_dir=weights_dir)
-        box.origin = f"pretrained {architecture} with COCO weights: {pretrained_reason(dev)}"
+        # other classes replaced the head, and with it the score group the label names
+        label = models.coco_label("pretrained", architecture) if box.config.score_group else f"pretrained {architecture}"
+        box.origin = f"{label} with COCO weights: {pretrained_reason(dev)}"
         return box
 
     @classmethod
@@ -198,8 +201,25 @@ class DetectorBox:
         if not classes or BACKGROUND in classes or len(set(classes)) != len(classes):
             raise ValueError(f"classes: expected distinct foreground class names, got {list(classes)}")
         models.replace_head(self.model, self.class_names, (BACKGROUND, *classes), init_from_matching)
-        self.config = dataclasses.replace(self.config, classes=classes)
+        self.config = dataclasses.replace(self.config, classes=classes, score_group=())
         self.model.to(self.device)
+
+    def set_score_group(self, group: Sequence[str]) -> None:
+        """Score ``group[0]`` as the chance of any class of ``group`` (SSD only; () scores each
+        class alone). The COCO SSD starts with ('cow', 'horse', 'sheep'): set () where horses or
+        sheep share the field and must not count as cows.
+
+        Raises:
+            ValueError: a name not among :attr:`classes`, one name alone, or a Faster R-CNN.
+        """
+        if not isinstance(group, (list, tuple)):  # a str would be its letters, a set has no first
+            raise ValueError(f"score_group: expected a list or tuple of class names, target first, "
+                             f"got {repr(group)[:200]}")
+        config = dataclasses.replace(self.config, score_group=tuple(group))
+        models.set_score_group(self.model, self.class_names, config.score_group)
+        old, self.config = self.config.score_group, config
+        if old and not config.score_group:  # the label in the origin named the group
+            self.origin = self.origin.replace(f" ({'+'.join(old)})", "")
 
     # -- predict ------------------------------------------------------------------------
     @overload
@@ -355,7 +375,7 @@ class DetectorBox:
         payload = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
-            "config": to_dict(self.config),
+            "config": detector_dict(self.config),
             "frozen_batchnorm": models.has_frozen_batchnorm(self.model),
             "frozen_parameters": models.frozen_parameter_names(self.model),
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -431,6 +451,7 @@ def _read_checkpoint(path: Path) -> tuple[DetectorConfig, torch.nn.Module]:
         config = from_dict(DetectorConfig, payload["config"])
         model = models.build_untrained(config.architecture, len(config.classes) + 1, config.min_size,
                                        config.max_size, config.score_threshold, config.max_detections)
+        models.set_score_group(model, (BACKGROUND, *config.classes), config.score_group)
     except ValueError as exc:
         raise ValueError(f"weights: {path}: its config cannot build a detector ({exc})") from None
     if payload.get("frozen_batchnorm"):

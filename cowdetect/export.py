@@ -89,6 +89,8 @@ def onnx_metadata(box: Any, source: str | None = None) -> dict[str, str]:
         "colour_order": "RGB",
         "score_threshold": repr(float(box.config.score_threshold)),
         "max_detections": str(box.config.max_detections),
+        # the graph already scores its first name as the chance of any of these (cowdetect.ssd)
+        "score_group": json.dumps(list(box.config.score_group)),
         "source": source or getattr(box, "origin", box.architecture),
     }
 

@@ -67,9 +67,15 @@ def _metadata(path: Path, session: ort.InferenceSession) -> dict[str, Any]:
             raise TypeError(names)
         if meta["architecture"] not in ARCHITECTURE_NAMES or not 1 <= int(meta["input_size"]) <= 10_000:
             raise ValueError(meta["architecture"])
+        # exports before score groups lack the key: their graph scores every class alone
+        group = json.loads(meta.get("score_group", "[]"))
+        if not isinstance(group, list) or not all(isinstance(n, str) for n in group) or len(group) == 1 \
+                or len(set(group)) != len(group) or not set(group) <= set(names[1:]):
+            raise TypeError(group)
         return {"architecture": meta["architecture"], "class_names": tuple(names),
                 "input_size": int(meta["input_size"]), "score_threshold": float(meta["score_threshold"]),
-                "max_detections": int(meta["max_detections"]), "source": meta.get("source", "")[:500]}
+                "max_detections": int(meta["max_detections"]), "source": meta.get("source", "")[:500],
+                "score_group": tuple(group)}
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"weights: {path}: its cowdetect metadata is incomplete or damaged "
                          f"({'missing ' + ', '.join(missing) if missing else 'unreadable values'})") from None
@@ -77,7 +83,7 @@ def _metadata(path: Path, session: ort.InferenceSession) -> dict[str, Any]:
 
 def read_onnx_meta(path: str | Path) -> dict[str, Any]:
     """The metadata of a cowdetect ONNX export (architecture, class_names, input_size,
-    score_threshold, max_detections, source), checked; ValueError naming the file otherwise."""
+    score_threshold, max_detections, source, score_group), checked; ValueError naming the file otherwise."""
     path = Path(path)
     return _metadata(path, _session(path, 1, optimize=False))
 
@@ -99,7 +105,8 @@ class OnnxDetectorBox(DetectorBox):
         self.session = _session(self.onnx_path, set_threads(threads), providers)
         meta = _metadata(self.onnx_path, self.session)
         self.config = DetectorConfig(meta["architecture"], meta["class_names"][1:],
-                                     score_threshold=meta["score_threshold"], max_detections=meta["max_detections"])
+                                     score_threshold=meta["score_threshold"], max_detections=meta["max_detections"],
+                                     score_group=meta["score_group"])  # what the graph already does
         self._names, self._input_size = meta["class_names"], meta["input_size"]
         self.origin = f"{self.architecture} (ONNX {self.onnx_path.name}, onnxruntime on {providers[0]})"
 
@@ -152,6 +159,10 @@ class OnnxDetectorBox(DetectorBox):
     def set_classes(self, classes: Sequence[str], init_from_matching: bool = True) -> None:
         """Refused (ValueError): the export's class head is fixed."""
         raise self._refuse("change the classes of")
+
+    def set_score_group(self, group: Sequence[str]) -> None:
+        """Refused (ValueError): the export's scoring is part of its graph."""
+        raise self._refuse("change the score group of")
 
     def save(self, *args: Any, **kwargs: Any) -> Path:
         """Refused (ValueError): the ONNX file is the model; copy it."""

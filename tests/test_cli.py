@@ -160,15 +160,16 @@ def store_runs(data: Path) -> list:
 
 def test_evaluate_without_trained_model_uses_pretrained_and_says_why(tmp_path):
     import torch
-    from cowdetect.models import pretrained_architecture
+    from cowdetect.models import coco_label, pretrained_architecture
     data = tmp_path / "d"
     assert cli("demo", "--train", "1", "--val", "0", "--test", "2", "--size", "160x120", "--no-video",
                data_dir=data).returncode == 0
     out = cli("evaluate", "--json", data_dir=data)
     assert out.returncode == 0, out.stderr
     architecture = pretrained_architecture(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    assert f"model: pretrained {architecture} with COCO weights: " in out.stderr  # which, and why
-    assert json.loads(out.stdout)["model"] == f"pretrained {architecture}"
+    label = coco_label("pretrained", architecture)
+    assert f"model: {label} with COCO weights: " in out.stderr  # which, and why
+    assert json.loads(out.stdout)["model"] == label
     assert (data / "weights" / "ssd_mobilenet_v2_coco.pt").is_file()  # converted into the data folder
 
 

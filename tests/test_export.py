@@ -142,6 +142,8 @@ def test_file_describes_itself(ssd):
     assert (meta["input_size"], meta["architecture"], meta["colour_order"]) == ("300", SSD, "RGB")
     assert meta["box_format"] == "xyxy pixels of the input image"
     assert float(meta["score_threshold"]) == torch_box.config.score_threshold
+    # the graph scores cow as cow, horse or sheep, as the PyTorch model does, and says so
+    assert json.loads(meta["score_group"]) == ["cow", "horse", "sheep"] == list(onnx_box.config.score_group)
     assert [i.name for i in proto.graph.input] == ["image"]
     shape = proto.graph.input[0].type.tensor_type
     assert shape.elem_type == onnx.TensorProto.UINT8
@@ -311,7 +313,7 @@ def test_export_page_offers_the_file(ssd, weights_dir, store, monkeypatch):
     at.button(key="export_onnx").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     [button] = at.get("download_button")
-    assert button.proto.label.startswith(f"Download pretrained-{SSD}.onnx (67.") and "90 classes" in button.proto.label
+    assert button.proto.label.startswith(f"Download pretrained-{SSD}-cow-horse-sheep.onnx (67.") and "90 classes" in button.proto.label
 
 
 def _constant_export(tmp: Path, name: str, boxes: list, labels: list, **meta: str) -> Path:
@@ -338,7 +340,9 @@ def _constant_export(tmp: Path, name: str, boxes: list, labels: list, **meta: st
 
 @pytest.mark.parametrize("meta", [{"architecture": "evil\narchitecture"}, {"input_size": "0"},
                                   {"class_names": json.dumps(["bg", "cow\nforged row"])},
-                                  {"class_names": json.dumps(["bg"] + [f"c{i}" for i in range(100_000)])}])
+                                  {"class_names": json.dumps(["bg"] + [f"c{i}" for i in range(100_000)])},
+                                  {"score_group": json.dumps(["cow", "zebu"])}, {"score_group": '"cow"'},
+                                  {"score_group": "[1, 2]"}, {"score_group": "{"}])
 def test_hostile_onnx_metadata_is_refused(tmp_path, meta):
     """Hostile test: metadata with a line break, no input size or 10⁵ class names loaded as a model."""
     with pytest.raises(ValueError, match=r"^weights: .*its cowdetect metadata is incomplete or damaged"):

@@ -176,7 +176,8 @@ def test_pretrained_means_one_model_everywhere(store, monkeypatch):
     settings = jobs.training_settings(store, base="pretrained", iterations=1)
     box = DetectorBox.pretrained(settings["device"], weights_dir=store.weights_dir)
     assert settings["architecture"] == box.architecture and settings["base"] == f"coco:{box.architecture}"
-    assert settings["base_label"] == f"pretrained {box.architecture}" and box.origin.startswith(settings["base_label"])
+    assert settings["base_label"] == models.coco_label("pretrained", box.architecture)
+    assert box.origin.startswith(settings["base_label"])
     assert settings["config"]["batch_size"] == jobs.training_settings(store, base=settings["base"])["config"]["batch_size"]
 
 
@@ -207,3 +208,16 @@ def test_two_files_of_the_same_name_have_different_labels(two_models, tmp_path):
     DetectorBox.load(two_models.model(2).checkpoint, device="cpu").save(tmp_path / "b" / "m.pt", meta={"other": 1})
     labels = {resolve(two_models, str(tmp_path / d / "m.pt"), "cpu").label for d in "ab"}
     assert len(labels) == 2 and all(label.startswith("m.pt (file ") for label in labels)
+
+
+def test_only_an_ssd_takes_a_score_group_and_its_coco_label_says_so():
+    """Faster R-CNN's softmax shares one budget among classes: its scores do not combine as
+    independent chances, so a group is refused there, and its COCO label names none."""
+    from cowdetect import models
+    box = DetectorBox(ARCH, weights=None, classes=["cow", "horse"], device="cpu")
+    with pytest.raises(ValueError, match="only an SSD"):
+        box.set_score_group(("cow", "horse"))
+    assert box.config.score_group == ()
+    assert models.coco_label("coco", ARCH) == f"coco {ARCH}"
+    assert models.coco_label("pretrained", "ssd_mobilenet_v2_coco") == \
+        "pretrained ssd_mobilenet_v2_coco (cow+horse+sheep)"

@@ -132,7 +132,7 @@ def test_bad_settings_are_refused_before_any_work(refusing_store, kwargs, messag
 
 def test_no_pretrained_weights_is_one_clear_sentence(pre_store, monkeypatch):
     monkeypatch.setattr(prelabel, "coco_weights_available", lambda architecture: False)
-    with pytest.raises(ValueError, match=r"^model pretrained \S+: its COCO weights are not on this machine"):
+    with pytest.raises(ValueError, match=r"^model pretrained \S+ \(cow\+horse\+sheep\): its COCO weights are not on this machine"):
         jobs.prelabel_settings(pre_store, "pretrained", "train")
     with pytest.raises(ValueError, match=r"^model coco fasterrcnn_resnet50_fpn: its COCO weights"):
         jobs.prelabel_settings(pre_store, "coco:fasterrcnn_resnet50_fpn", "train")
@@ -201,11 +201,11 @@ def test_cli_prelabel_json_and_models_effort(pre_store):
     pre_store.set_boxes(kept, pre_store.suggestions(kept).boxes)
     pre_store.set_boxes(emptied, pre_store.suggestions(emptied).boxes[:0])
     other = pre_store.images("val")[0].id
-    pre_store.set_suggestions(other, pre_store.suggestions(kept).boxes[:1], "pretrained ssd_mobilenet_v2_coco")
+    pre_store.set_suggestions(other, pre_store.suggestions(kept).boxes[:1], "pretrained ssd_mobilenet_v2_coco (cow+horse+sheep)")
     pre_store.set_boxes(other, pre_store.suggestions(other).boxes)
     n_kept, n_emptied = len(pre_store.boxes(kept)), len(pre_store.suggestions(emptied).boxes)
     models = json.loads(cli("models", "--json", data_dir=data).stdout)
-    assert [(m["id"], m["name"]) for m in models] == [(1, "tiny"), (None, "pretrained ssd_mobilenet_v2_coco")]
+    assert [(m["id"], m["name"]) for m in models] == [(1, "tiny"), (None, "pretrained ssd_mobilenet_v2_coco (cow+horse+sheep)")]
     assert models[0]["effort"] == [{"source": "tiny (#1)", "model_id": 1, "images": 2,
                                     "suggested": n_kept + n_emptied, "unchanged": n_kept, "changed": 0,
                                     "deleted": n_emptied, "added": 0}]
@@ -307,3 +307,32 @@ def test_cli_resumes_an_interrupted_run_without_redoing_images(pre_store):
     out = cli("prelabel", "--resume", str(other), data_dir=pre_store.data_dir)
     assert out.returncode == 2
     assert_one_error_line(out.stderr, f"run {other} is not a pre-label run .its kind: evaluate.")
+
+
+def test_sigterm_ends_a_cli_run_interrupted_and_resumable(tmp_path):
+    """SIGTERM (a service manager, `kill`) to `prelabel` mid-run: before, the process died at once
+    and its run stayed 'running'; now it ends as after Ctrl+C: exit 130, the run interrupted, what
+    it stored kept."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    store = Store(tmp_path / "data")
+    targets = add_unlabeled(store, 200)
+    add_tiny_model(store)
+    proc = subprocess.Popen([sys.executable, "-m", "cowdetect", "prelabel", "--split", "train", "--model", "tiny",
+                             "--data-dir", str(store.data_dir)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "COWDETECT_THREADS": "1"})
+    try:
+        wait_for(lambda: store.runs("prelabel") and store.runs("prelabel")[0].iteration >= 1, 120, "progress")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run = store.runs("prelabel")[0]
+    assert proc.returncode == 130 and err.strip().endswith("interrupted"), (proc.returncode, err)
+    assert run.status == "interrupted"
+    kept = this_run(store, targets, run.id)
+    assert 1 <= len(kept) < 200, "the run finished before the signal: give it more images"

@@ -81,13 +81,52 @@ def test_pretrained_finds_real_cows_offline(weights_dir):
 def test_cow_head_starts_as_coco_cow_detector(weights_dir, port):
     rgb = demo_rgb(1)
     coco = DetectorBox("ssd_mobilenet_v2_coco", weights="coco", device="cpu", weights_dir=weights_dir)
+    coco.set_score_group(())  # COCO's own cow score: what a new cow head starts from
     cow = DetectorBox("ssd_mobilenet_v2_coco", weights="coco", classes=["cow"], device="cpu", weights_dir=weights_dir)
+    assert cow.config.score_group == () and cow.model.score_group == ()  # the user's own classes: each alone
     a = coco.predict(rgb, score_threshold=0.2)
     a = a[np.array(a.names) == "cow"]
     b = cow.predict(rgb, score_threshold=0.2)
     assert len(a) == len(b) > 0
     np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
     np.testing.assert_allclose(a.score, b.score, atol=1e-6)
+
+
+def test_a_score_group_scores_its_first_class_as_the_chance_of_any():
+    """Independent sigmoid scores p combine as 1 - prod(1 - p); the other classes keep their own."""
+    model = SSDMobileNetV2(num_classes=5, score_threshold=0.0).eval()
+    logits = torch.full((1, len(model.anchors), 5), -10.0)
+    logits[0, 7, 1:4] = torch.logit(torch.tensor([0.2, 0.25, 0.1]))  # anchor 7: classes 1, 2, 3 (a few px cow)
+    codes = torch.zeros(1, len(model.anchors), 4)
+    alone = model.postprocess(logits, codes, [(100, 100)])[0]
+    model.score_group = (1, 2, 3)
+    grouped = model.postprocess(logits, codes, [(100, 100)])[0]
+
+    def score(out, label):
+        return float(out["scores"][(out["labels"] == label)].max())
+
+    assert score(alone, 1) == pytest.approx(0.2) and score(grouped, 1) == pytest.approx(1 - 0.8 * 0.75 * 0.9)
+    assert score(grouped, 2) == pytest.approx(0.25) and score(grouped, 3) == pytest.approx(0.1)
+
+
+def test_the_coco_ssd_scores_cow_with_horse_and_sheep_and_keeps_it_in_a_checkpoint(weights_dir, tmp_path):
+    coco = DetectorBox("ssd_mobilenet_v2_coco", weights="coco", device="cpu", weights_dir=weights_dir)
+    assert coco.config.score_group == ("cow", "horse", "sheep")
+    rgb = demo_rgb(1)
+    grouped = coco.predict(rgb, score_threshold=0.05)
+    coco.save(tmp_path / "coco.pt")
+    loaded = DetectorBox.load(tmp_path / "coco.pt", "cpu")
+    assert loaded.config.score_group == ("cow", "horse", "sheep")
+    np.testing.assert_allclose(loaded.predict(rgb, score_threshold=0.05).score, grouped.score, atol=1e-6)
+    for bad in (("cow",), ("cow", "zebu"), ("cow", "cow"), "cow"):
+        with pytest.raises(ValueError, match="score_group"):
+            coco.set_score_group(bad)
+    assert coco.config.score_group == ("cow", "horse", "sheep") and coco.model.score_group == (21, 19, 20)
+    coco.set_score_group(())
+    alone = coco.predict(rgb, score_threshold=0.05)
+    best = {name: max((s for n, s in zip(d.names, d.score) if n == "cow"), default=0.0) for name, d in
+            (("grouped", grouped), ("alone", alone))}
+    assert best["grouped"] > best["alone"] > 0  # the drawn cows are partly 'horse' and 'sheep' to COCO
 
 
 def test_converted_weights_are_cached_with_checksum(weights_dir, monkeypatch):

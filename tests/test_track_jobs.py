@@ -38,7 +38,7 @@ def test_tracking_settings_checks(video_store):
     assert jobs.tracking_settings(video_store, video_id)["model_label"] == "tiny (#1)"  # the active (newest) version
     assert jobs.tracking_settings(video_store, video_id)["model"] == "#1"  # pinned: a later active version changes nothing
     pretrained = jobs.tracking_settings(video_store, video_id, model="pretrained")
-    assert pretrained["model"] == "coco:ssd_mobilenet_v2_coco" and pretrained["model_label"] == "pretrained ssd_mobilenet_v2_coco"
+    assert pretrained["model"] == "coco:ssd_mobilenet_v2_coco" and pretrained["model_label"] == "pretrained ssd_mobilenet_v2_coco (cow+horse+sheep)"
     with pytest.raises(ValueError):
         jobs.tracking_settings(video_store, video_id, model="no-such-model")
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import TrackConfig, from_dict, to_dict
+from ..config import TrackConfig, detector_dict, from_dict, to_dict
 from ..counting import Counter
 from ..geometry import geometry_from_dict
 from ..detector import DetectorBox, resolve_device
@@ -194,7 +194,7 @@ def detection_cache_path(store: Store, video: VideoRecord, box: DetectorBox, ref
         weights = f"{ref.checkpoint}:{stat.st_size}:{stat.st_mtime_ns}"
     else:
         weights = f"{ref.kind}:{box.architecture}"
-    key = {"video": video.sha256, "weights": weights, "detector": to_dict(box.config),
+    key = {"video": video.sha256, "weights": weights, "detector": detector_dict(box.config),
            "device": device_type or box.device.type, "max_detect_side": max_detect_side}
     if tiles != "off":  # untiled keys stay as they were, so caches kept before tiling still serve
         key["tiles"], key["tiling"] = tiles, TILING_VERSION

@@ -295,15 +295,17 @@ class TrainingJob:
                                    weights_dir=self.store.weights_dir, seed=self.config.seed)
         if not self.main:
             return box, None
-        if self.config.keep_start:  # WiSE-FT mixes these weights back in at the end, also after a resume
-            if box.classes != self.train_set.classes:
-                box.set_classes(self.train_set.classes)
-            box.save(self.folder / "start.pt", meta={"run_id": self.run_id})
         self.store.drop_points_after(self.run_id, 0)
+        # "before" is the base model as named (the COCO SSD with its score group), so it is
+        # measured before WiSE-FT replaces the head below
         if self.test_set is not None and "before" not in self.metrics:
             self.log(f"run {self.run_id}: measuring mAP on {self.settings['test_split']} before training")
             self.metrics["before"] = _scores(box.evaluate(self.test_set))
             self.store.update_run(self.run_id, metrics=self.metrics)
+        if self.config.keep_start:  # WiSE-FT mixes these weights back in at the end, also after a resume
+            if box.classes != self.train_set.classes:
+                box.set_classes(self.train_set.classes)
+            box.save(self.folder / "start.pt", meta={"run_id": self.run_id})
         self.log(f"run {self.run_id}: starting from {self.settings['base_label']}")
         return box, None
 
