@@ -19,7 +19,9 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -881,6 +883,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status: 0 ok, 2 an expected failure (bad input, an unusable data
     folder or file: one line on stderr), 1 anything else (one line saying where the traceback is),
@@ -894,6 +900,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a failed restore must not write its log into the folder it restores into (a retry would find
     # it not empty); its traceback goes to a temporary file
     data_dir = None if getattr(args, "command", None) == "restore" else getattr(args, "data_dir", None)
+    # SIGTERM (a service manager, `kill`) ends a command as Ctrl+C does: its run "interrupted" and
+    # resumable, a Ray session shut down, exit 130 — not killed with the run left "running".
+    # Put back after: main() also runs inside other programs (tests, notebooks).
+    main_thread = threading.current_thread() is threading.main_thread()  # only there can Python set one
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        return _run(args, argv, data_dir)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _run(args: argparse.Namespace, argv: list[str], data_dir: Any) -> int:
+    """Run the parsed command; the exit status as :func:`main` says."""
     try:
         if getattr(args, "threads", None) is not None:
             from .detector import set_threads

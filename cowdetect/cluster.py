@@ -243,7 +243,7 @@ def connect(address: str | None, workers: int | None = None, threads: int = 1,
                                "logging_level": logging.ERROR}
     if address is None:
         options["num_cpus"] = (workers or os.cpu_count() or 1) * threads
-    with _sigterm_held(ray) as signalled:
+    with _signals_held(ray) as signalled:
         try:
             # 'local' starts a Ray here: None would join $RAY_ADDRESS or the last `ray start` on this machine
             ray.init(address=address or "local", **options)
@@ -253,7 +253,7 @@ def connect(address: str | None, workers: int | None = None, threads: int = 1,
                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     try:
         if signalled:
-            raise KeyboardInterrupt  # what our handler makes of SIGTERM: the run ends "interrupted"
+            raise KeyboardInterrupt  # what Ctrl+C is, and our handler makes of SIGTERM: the run ends "interrupted"
         gpus = float(ray.cluster_resources().get("GPU", 0))
         if gpu_fraction is None:
             gpu_fraction = 0.5 if gpus else 0.0
@@ -263,17 +263,19 @@ def connect(address: str | None, workers: int | None = None, threads: int = 1,
         yield Cluster(ray, address, float(threads), float(gpu_fraction))
     finally:
         ray.shutdown()
+        _reinstall_handlers()
 
 
 @contextlib.contextmanager
-def _sigterm_held(ray: Any) -> Iterator[list[int]]:
-    """Hold a SIGTERM that arrives while Ray starts: the yielded list gets its number, to act on after.
+def _signals_held(ray: Any) -> Iterator[list[int]]:
+    """Hold a SIGTERM or Ctrl+C that arrives while Ray starts: the yielded list gets its number, to
+    act on after.
 
-    Why: ``ray.init`` installs a handler that calls ``sys.exit(15)`` wherever the main thread is. When
-    that is a fork hook or a finalizer (it was logging's ``_releaseLock`` in CI), Python prints
-    "Exception ignored" and goes on, and the run ran to its end as if never signalled. Held, the
-    signal ends the run at one known point, a few seconds later at most. Off the main thread no
-    handler can be set (by us or Ray), so this holds nothing there.
+    Why: ``ray.init`` installs a handler that calls ``sys.exit(15)`` wherever the main thread is, and
+    Ctrl+C raises wherever it is too. When that is a fork hook or a finalizer (it was logging's
+    ``_releaseLock`` in CI), Python prints "Exception ignored" and goes on, and the run ran to its
+    end as if never signalled. Held, the signal ends the run at one known point, a few seconds later
+    at most. Off the main thread no handler can be set (by us or Ray), so this holds nothing there.
     """
     signalled: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -281,14 +283,27 @@ def _sigterm_held(ray: Any) -> Iterator[list[int]]:
         return
     utils = ray._private.utils  # Ray sets its handler through this function (ray 2.60 worker.init)
     theirs = utils.set_sigterm_handler
-    ours = signal.signal(signal.SIGTERM, lambda signum, frame: signalled.append(signum))
+    ours = {sig: signal.signal(sig, lambda signum, frame: signalled.append(signum))
+            for sig in (signal.SIGTERM, signal.SIGINT)}
     utils.set_sigterm_handler = lambda handler: None
     try:
         yield signalled
     finally:
         utils.set_sigterm_handler = theirs
-        # None: a handler set outside Python, which Python cannot put back; the default then
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if ours is None else ours)
+        for sig, handler in ours.items():
+            # None: a handler set outside Python, which Python cannot put back; the default then
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _reinstall_handlers() -> None:
+    """Set our SIGTERM and SIGINT handlers again: ``ray.shutdown`` resets the process's handlers
+    below Python (a second SIGTERM then killed the process with its run left 'running') while
+    Python still reports ours."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            handler = signal.getsignal(sig)
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 class Board:

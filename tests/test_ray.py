@@ -347,24 +347,27 @@ from cowdetect import cluster
 ray = cluster.import_ray()
 before = signal.getsignal(signal.SIGTERM)
 exits = lambda signum, frame: sys.exit(signum)
-with cluster._sigterm_held(ray) as signalled:
+with cluster._signals_held(ray) as signalled:
     ray._private.utils.set_sigterm_handler(exits)  # what ray.init does first
-    os.kill(os.getpid(), signal.SIGTERM)
-    for _ in range(10**6):  # Python runs a handler between bytecodes, so within a few of them
-        if signalled:
-            break
+    for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT: Ctrl+C, which would raise wherever Python is
+        os.kill(os.getpid(), sig)
+        for _ in range(10**6):  # Python runs a handler between bytecodes, so within a few of them
+            if sig in signalled:
+                break
     print(signalled, signal.getsignal(signal.SIGTERM) is exits)
-print(signal.getsignal(signal.SIGTERM) is before)
+print(signal.getsignal(signal.SIGTERM) is before, signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 """
 
 
-def test_a_sigterm_while_ray_starts_is_held_then_our_handler_is_back():
+def test_a_sigterm_or_ctrl_c_while_ray_starts_is_held_then_our_handlers_are_back():
     """Ray's handler exits with 15 wherever Python is, and a fork hook it once landed in swallowed it
-    (CI: the run went on to the end). While Ray starts the signal is only noted; then ours is back."""
+    (CI: the run went on to the end); Ctrl+C the same. While Ray starts a signal is only noted;
+    then ours are back."""
     out = subprocess.run([sys.executable, "-c", HELD], env=ENV, cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == [f"[{int(signal.SIGTERM)}] False", "True"], out.stdout
+    assert out.stdout.split("\n")[:2] == [f"[{int(signal.SIGTERM)}, {int(signal.SIGINT)}] False", "True True"], \
+        out.stdout
 
 
 def test_sigterm_while_ray_starts_interrupts_the_run(tmp_path):
