@@ -903,12 +903,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (a service manager, `kill`) ends a command as Ctrl+C does: its run "interrupted" and
     # resumable, a Ray session shut down, exit 130 — not killed with the run left "running".
     # Put back after: main() also runs inside other programs (tests, notebooks).
-    main_thread = threading.current_thread() is threading.main_thread()  # only there can Python set one
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    # Only in the main thread can Python set one; a SIGTERM the parent chose to ignore stays ignored.
+    ours = (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if ours else None
     try:
         return _run(args, argv, data_dir)
     finally:
-        if main_thread:
+        if ours:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 

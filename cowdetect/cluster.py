@@ -243,15 +243,18 @@ def connect(address: str | None, workers: int | None = None, threads: int = 1,
                                "logging_level": logging.ERROR}
     if address is None:
         options["num_cpus"] = (workers or os.cpu_count() or 1) * threads
-    with _signals_held(ray) as signalled:
-        try:
-            # 'local' starts a Ray here: None would join $RAY_ADDRESS or the last `ray start` on this machine
-            ray.init(address=address or "local", **options)
-        except (ConnectionError, RuntimeError, TimeoutError) as exc:
-            if not signalled:
-                raise ValueError(f"could not start or reach Ray at {address or 'this machine'}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    try:
+    try:  # one try from before init: whatever happens, Ray is shut down and our handlers are back
+        with _signals_held(ray) as signalled:
+            try:
+                # 'local' starts a Ray here: None would join $RAY_ADDRESS or the last `ray start` on this machine
+                ray.init(address=address or "local", **options)
+            except (ConnectionError, RuntimeError, TimeoutError) as exc:
+                if not signalled:
+                    raise ValueError(f"could not start or reach Ray at {address or 'this machine'}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            except Exception:
+                if not signalled:  # signalled: the signal is what the user asked for, not this failure
+                    raise
         if signalled:
             raise KeyboardInterrupt  # what Ctrl+C is, and our handler makes of SIGTERM: the run ends "interrupted"
         gpus = float(ray.cluster_resources().get("GPU", 0))
@@ -262,8 +265,10 @@ def connect(address: str | None, workers: int | None = None, threads: int = 1,
                              f"has no GPU")
         yield Cluster(ray, address, float(threads), float(gpu_fraction))
     finally:
-        ray.shutdown()
-        _reinstall_handlers()
+        try:
+            ray.shutdown()
+        finally:
+            _reinstall_handlers()
 
 
 @contextlib.contextmanager
@@ -274,17 +279,25 @@ def _signals_held(ray: Any) -> Iterator[list[int]]:
     Why: ``ray.init`` installs a handler that calls ``sys.exit(15)`` wherever the main thread is, and
     Ctrl+C raises wherever it is too. When that is a fork hook or a finalizer (it was logging's
     ``_releaseLock`` in CI), Python prints "Exception ignored" and goes on, and the run ran to its
-    end as if never signalled. Held, the signal ends the run at one known point, a few seconds later
-    at most. Off the main thread no handler can be set (by us or Ray), so this holds nothing there.
+    end as if never signalled. Held, the signal ends the run at one known point, when init returns
+    (a few seconds for a local Ray); a second signal ends it at once. Off the main thread no
+    handler can be set (by us or Ray), so this holds nothing there.
     """
     signalled: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield signalled
         return
+
+    def hold(signum: int, frame: Any) -> None:
+        if signalled:  # a second one: the user means now, even if Ray is still retrying for minutes
+            raise KeyboardInterrupt
+        signalled.append(signum)
+
     utils = ray._private.utils  # Ray sets its handler through this function (ray 2.60 worker.init)
     theirs = utils.set_sigterm_handler
-    ours = {sig: signal.signal(sig, lambda signum, frame: signalled.append(signum))
-            for sig in (signal.SIGTERM, signal.SIGINT)}
+    # a signal the parent set to be ignored (Ctrl+C of a job started with '&') stays ignored
+    ours = {sig: signal.signal(sig, hold) for sig in (signal.SIGTERM, signal.SIGINT)
+            if signal.getsignal(sig) is not signal.SIG_IGN}
     utils.set_sigterm_handler = lambda handler: None
     try:
         yield signalled

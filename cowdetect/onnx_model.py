@@ -76,7 +76,7 @@ def _metadata(path: Path, session: ort.InferenceSession) -> dict[str, Any]:
                 "input_size": int(meta["input_size"]), "score_threshold": float(meta["score_threshold"]),
                 "max_detections": int(meta["max_detections"]), "source": meta.get("source", "")[:500],
                 "score_group": tuple(group)}
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise ValueError(f"weights: {path}: its cowdetect metadata is incomplete or damaged "
                          f"({'missing ' + ', '.join(missing) if missing else 'unreadable values'})") from None
 

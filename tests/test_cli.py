@@ -452,3 +452,12 @@ def test_track_bad_lines_and_zones_are_one_line_and_change_nothing(video_store, 
                  data_dir=video_store.data_dir)
     assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert video_store.videos() == before and not video_store.runs("track")
+
+
+def test_main_puts_the_sigterm_handler_back(tmp_path):
+    """main() turns SIGTERM into Ctrl+C while a command runs; called inside another program (this
+    test process), it leaves that program's handler as it was."""
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert cli("models", "--json", data_dir=tmp_path / "d").returncode == 0
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
