@@ -183,3 +183,18 @@ def test_a_run_owned_by_another_live_process_is_refused(job_store):
     finally:
         other.stdin.close()
         other.wait(timeout=30)
+
+
+def test_a_signal_after_a_run_ended_keeps_its_ending(tmp_path):
+    """SIGTERM (now Ctrl+C for every command) just after a run was stored done used to turn it into
+    'interrupted', and a Resume would then store its version twice."""
+    from cowdetect.jobs.machinery import recorded
+    store = Store(tmp_path / "data")
+    ended, _ = store.add_run("evaluate", {"split": "test"}, 1)
+    running, _ = store.add_run("evaluate", {"split": "val"}, 1)
+    store.update_run(ended, status="done")
+    store.update_run(running, status="running")
+    for run_id in (ended, running):
+        with pytest.raises(KeyboardInterrupt), recorded(store, run_id):
+            raise KeyboardInterrupt
+    assert (store.run(ended).status, store.run(running).status) == ("done", "interrupted")

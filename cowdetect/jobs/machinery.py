@@ -150,14 +150,18 @@ def fail(store: Store, run_id: int, message: str) -> None:
 @contextlib.contextmanager
 def recorded(store: Store, run_id: int) -> Iterator[None]:
     """End the run as ``interrupted`` on Ctrl+C / SIGTERM and ``failed`` (with the reason) on any
-    other error, then re-raise."""
+    other error, then re-raise. A run that already ended (stored ``done``, then a SIGTERM before the
+    process exits) keeps its ending: a Resume of it would store its version twice."""
     try:
         yield
     except KeyboardInterrupt:
-        store.update_run(run_id, status="interrupted", error="interrupted (Ctrl+C or SIGTERM)", finished_at=now())
+        if store.run(run_id).status in ACTIVE:
+            store.update_run(run_id, status="interrupted", error="interrupted (Ctrl+C or SIGTERM)",
+                             finished_at=now())
         raise
     except BaseException as exc:
-        fail(store, run_id, str(exc) or type(exc).__name__)
+        if store.run(run_id).status in ACTIVE:
+            fail(store, run_id, str(exc) or type(exc).__name__)
         raise
 
 
