@@ -67,11 +67,10 @@ def _metadata(path: Path, session: ort.InferenceSession) -> dict[str, Any]:
             raise TypeError(names)
         if meta["architecture"] not in ARCHITECTURE_NAMES or not 1 <= int(meta["input_size"]) <= 10_000:
             raise ValueError(meta["architecture"])
-        # exports before score groups lack the key: their graph scores every class alone
+        # exports before score groups lack the key: their graph scores every class alone. The
+        # config checks the group as it checks a checkpoint's (ValueError when it is not one)
         group = json.loads(meta.get("score_group", "[]"))
-        if not isinstance(group, list) or not all(isinstance(n, str) for n in group) or len(group) == 1 \
-                or len(set(group)) != len(group) or not set(group) <= set(names[1:]):
-            raise TypeError(group)
+        DetectorConfig(meta["architecture"], names[1:], score_group=group)
         return {"architecture": meta["architecture"], "class_names": tuple(names),
                 "input_size": int(meta["input_size"]), "score_threshold": float(meta["score_threshold"]),
                 "max_detections": int(meta["max_detections"]), "source": meta.get("source", "")[:500],
